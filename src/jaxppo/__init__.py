@@ -1,0 +1,21 @@
+"""jaxppo: PPO in JAX, one compiled call for many seeds and hyperparameter grids."""
+
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
+from jaxppo.gae import compute_gae
+from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "PPOConfig",
+    "PPOHParams",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
+    "compute_gae",
+    "default_hparams",
+    "hparam_grid",
+    "make_train",
+    "make_trainer",
+]

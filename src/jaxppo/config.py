@@ -1,0 +1,277 @@
+"""The two configuration types: static ``PPOConfig`` and traced ``PPOHParams``.
+
+``PPOConfig`` fixes everything that decides shapes, loop counts and code paths; it is a
+frozen, hashable dataclass and changing it recompiles. ``PPOHParams`` holds the float
+hyperparameters as a pytree: they are traced, so a grid of values (leading axes) trains
+in one compiled call and new values never recompile.
+
+Fields left as ``None`` mean "the default for this env's action space": CleanRL's
+``ppo.py`` for discrete actions, ``ppo_continuous_action.py`` for continuous ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+
+class ConfigError(ValueError):
+    """Invalid configuration or input; the message names the problem and the fix."""
+
+
+ActionKind = Literal["discrete", "continuous"]
+ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
+TRUNCATION_MODES = ("bootstrap", "terminate")
+
+# CleanRL ppo.py (discrete) and ppo_continuous_action.py (continuous) defaults for the
+# fields that differ between the two scripts; everything else is shared.
+_CONFIG_DEFAULTS: dict[ActionKind, dict] = {
+    "discrete": dict(
+        total_timesteps=500_000,
+        num_envs=4,
+        num_steps=128,
+        num_minibatches=4,
+        update_epochs=4,
+        normalize_observations=False,
+        normalize_rewards=False,
+    ),
+    "continuous": dict(
+        total_timesteps=1_000_000,
+        num_envs=1,
+        num_steps=2048,
+        num_minibatches=32,
+        update_epochs=10,
+        normalize_observations=True,
+        normalize_rewards=True,
+    ),
+}
+_HPARAM_DEFAULTS: dict[ActionKind, dict] = {
+    "discrete": dict(learning_rate=2.5e-4, ent_coef=0.01),
+    "continuous": dict(learning_rate=3e-4, ent_coef=0.0),
+}
+_SHARED_HPARAM_DEFAULTS = dict(
+    gamma=0.99, gae_lambda=0.95, clip_coef=0.2, vf_coef=0.5, max_grad_norm=0.5
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Static PPO settings (shapes, counts, flags). Frozen and hashable.
+
+    ``None`` in a count or normalisation flag picks the CleanRL default for the env's
+    action space (see ``resolve``).
+    """
+
+    env_id: str = "CartPole-v1"
+    env_kwargs: tuple[tuple[str, object], ...] | dict = ()
+    total_timesteps: int | None = None
+    num_envs: int | None = None
+    num_steps: int | None = None
+    num_minibatches: int | None = None
+    update_epochs: int | None = None
+    anneal_lr: bool = True
+    norm_adv: bool = True
+    clip_vloss: bool = True
+    target_kl: float | None = None
+    truncation: Literal["bootstrap", "terminate"] = "bootstrap"
+    normalize_observations: bool | None = None
+    normalize_rewards: bool | None = None
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    # Advantage-normalisation std: 0 as CleanRL's JAX code and PureJaxRL, 1 as CleanRL torch.
+    adv_std_ddof: int = 0
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+
+    def __post_init__(self):
+        # Dicts are not hashable: store env_kwargs as sorted items so the config stays static.
+        if isinstance(self.env_kwargs, dict):
+            object.__setattr__(self, "env_kwargs", tuple(sorted(self.env_kwargs.items())))
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+
+    # ----- derived counts (valid on a resolved config) -----
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def env_steps(self) -> int:
+        """Environment steps really taken (a whole number of iterations)."""
+        return self.num_iterations * self.batch_size
+
+    def replace(self, **changes) -> PPOConfig:
+        return dataclasses.replace(self, **changes)
+
+    def resolve(self, action_kind: ActionKind) -> PPOConfig:
+        """Fill ``None`` fields with the defaults for ``action_kind`` and validate."""
+        if action_kind not in _CONFIG_DEFAULTS:
+            raise ConfigError(f"unknown action kind {action_kind!r}")
+        filled = {
+            name: value
+            for name, value in _CONFIG_DEFAULTS[action_kind].items()
+            if getattr(self, name) is None
+        }
+        resolved = dataclasses.replace(self, **filled)
+        resolved.validate()
+        return resolved
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` naming the first problem and its fix."""
+        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            if value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {value}")
+        if self.truncation not in TRUNCATION_MODES:
+            raise ConfigError(
+                f"truncation must be one of {TRUNCATION_MODES}, got {self.truncation!r}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
+        if self.adv_std_ddof not in (0, 1):
+            raise ConfigError(f"adv_std_ddof must be 0 or 1, got {self.adv_std_ddof!r}")
+        if self.target_kl is not None and not (
+            math.isfinite(self.target_kl) and self.target_kl > 0
+        ):
+            raise ConfigError(f"target_kl must be None or a positive number, got {self.target_kl!r}")
+        for name in ("obs_clip", "reward_clip"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        if None in (self.num_envs, self.num_steps, self.num_minibatches, self.total_timesteps):
+            return  # counts not resolved yet; checked again by resolve()
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"num_envs*num_steps = {self.batch_size} is not divisible by "
+                f"num_minibatches = {self.num_minibatches}; choose num_minibatches among "
+                f"{_divisors(self.batch_size)} or change num_envs/num_steps"
+            )
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(
+                f"total_timesteps = {self.total_timesteps} is smaller than one iteration "
+                f"(num_envs*num_steps = {self.batch_size}); raise total_timesteps to at least "
+                f"{self.batch_size} or lower num_envs/num_steps"
+            )
+
+
+def _divisors(n: int, limit: int = 8) -> list[int]:
+    found = [d for d in range(1, n + 1) if n % d == 0]
+    return found if len(found) <= limit else found[: limit - 1] + [n]
+
+
+@struct.dataclass
+class PPOHParams:
+    """Float hyperparameters, traced (a pytree): vmap over them for grids.
+
+    ``None`` picks the default for the env's action space (see ``resolve``). For a grid,
+    every leaf carries the same leading axes (``hparam_grid`` builds one).
+    """
+
+    learning_rate: jax.Array | float | None = None
+    gamma: jax.Array | float | None = None
+    gae_lambda: jax.Array | float | None = None
+    clip_coef: jax.Array | float | None = None
+    ent_coef: jax.Array | float | None = None
+    vf_coef: jax.Array | float | None = None
+    max_grad_norm: jax.Array | float | None = None
+
+    def resolve(self, action_kind: ActionKind) -> PPOHParams:
+        """Fill ``None`` with the defaults for ``action_kind`` (float32 scalars)."""
+        defaults = {**_SHARED_HPARAM_DEFAULTS, **_HPARAM_DEFAULTS[action_kind]}
+        return self.replace(
+            **{
+                name: jnp.asarray(defaults[name] if value is None else value, jnp.float32)
+                for name, value in self.items()
+            }
+        )
+
+    def items(self):
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+    def validate(self) -> None:
+        """Check concrete values (skipped for traced ones); raise ``ConfigError``."""
+        for name, value in self.items():
+            if value is None or isinstance(value, jax.core.Tracer):
+                continue
+            array = np.asarray(value, dtype=np.float64)
+            if not np.all(np.isfinite(array)):
+                raise ConfigError(f"{name} must be finite, got {value!r}")
+            low, high = _HPARAM_RANGES[name]
+            if np.any(array < low) or np.any(array > high):
+                raise ConfigError(
+                    f"{name} must lie in [{low}, {high}], got {value!r}; "
+                    f"{_HPARAM_HINTS.get(name, 'use a value in range')}"
+                )
+
+
+_HPARAM_RANGES = {
+    "learning_rate": (0.0, math.inf),
+    "gamma": (0.0, 1.0),
+    "gae_lambda": (0.0, 1.0),
+    "clip_coef": (0.0, math.inf),
+    "ent_coef": (0.0, math.inf),
+    "vf_coef": (0.0, math.inf),
+    "max_grad_norm": (0.0, math.inf),
+}
+_HPARAM_HINTS = {
+    "gamma": "a discount factor such as 0.99",
+    "gae_lambda": "a GAE lambda such as 0.95",
+    "learning_rate": "a non-negative step size such as 2.5e-4",
+}
+
+
+def default_hparams(action_kind: ActionKind = "discrete") -> PPOHParams:
+    """Concrete default hyperparameters for an action kind."""
+    return PPOHParams().resolve(action_kind)
+
+
+def hparam_grid(base: PPOHParams | None = None, **values) -> tuple[PPOHParams, list[dict]]:
+    """Cartesian product of hyperparameter values as one batched ``PPOHParams``.
+
+    Returns ``(grid, points)``: ``grid`` has leading axis ``[G]`` on every leaf (base values
+    broadcast, ``None`` kept for env-dependent defaults only when never swept) and
+    ``points[g]`` is the dict of swept values of grid point ``g``.
+
+    >>> grid, points = hparam_grid(learning_rate=[1e-4, 3e-4], clip_coef=[0.1, 0.2])
+    """
+    base = PPOHParams() if base is None else base
+    known = {f.name for f in dataclasses.fields(PPOHParams)}
+    for name, options in values.items():
+        if name not in known:
+            raise ConfigError(f"unknown hyperparameter {name!r} in grid; choose from {sorted(known)}")
+        if len(options) == 0:
+            raise ConfigError(f"grid for {name!r} is empty; give at least one value")
+    names = list(values)
+    points = [dict(zip(names, combo)) for combo in itertools.product(*values.values())]
+    size = len(points)
+    fields = {}
+    for name, value in base.items():
+        if name in values:
+            fields[name] = jnp.asarray([p[name] for p in points], jnp.float32)
+        elif value is not None:
+            fields[name] = jnp.broadcast_to(jnp.asarray(value, jnp.float32), (size,))
+        else:
+            fields[name] = None
+    grid = PPOHParams(**fields)
+    grid.validate()
+    return grid, points

@@ -1,0 +1,80 @@
+"""Environments: gymnax ids or user-supplied gymnax ``Environment`` instances.
+
+Resolves the spaces into what the trainer needs (action kind and size, action bounds,
+flat observation size) and rejects what PPO here cannot handle with a ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, NamedTuple
+
+import gymnax
+import numpy as np
+from gymnax.environments import environment, spaces
+
+from jaxppo.config import ActionKind, ConfigError
+
+
+class EnvSpec(NamedTuple):
+    env: Any  # a gymnax Environment
+    env_params: Any
+    action_kind: ActionKind
+    action_size: int  # number of actions (discrete) or action dims (continuous)
+    action_shape: tuple[int, ...]  # per-env action shape the env expects
+    action_low: np.ndarray | None  # continuous bounds, flat [action_size]
+    action_high: np.ndarray | None
+    obs_shape: tuple[int, ...]
+    obs_size: int
+
+
+def registered_env_ids() -> list[str]:
+    return list(gymnax.registered_envs)
+
+
+def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
+    """Build an ``EnvSpec`` from an id, or from a user's ``env`` (and optional ``env_params``)."""
+    if env is None:
+        if env_id not in gymnax.registered_envs:
+            close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}?" if close else "see gymnax.registered_envs"
+            raise ConfigError(f"unknown env id {env_id!r}; {hint}")
+        try:
+            env, default_params = gymnax.make(env_id, **dict(env_kwargs))
+        except TypeError as error:
+            raise ConfigError(f"env_kwargs {dict(env_kwargs)!r} rejected by {env_id}: {error}") from None
+        env_params = default_params if env_params is None else env_params
+    else:
+        if not isinstance(env, environment.Environment):
+            raise ConfigError(
+                f"env must be an instance of gymnax.environments.environment.Environment, "
+                f"got {type(env).__name__}; subclass it (step_env, reset_env, spaces)"
+            )
+        env_params = env.default_params if env_params is None else env_params
+    return _spec(env, env_params)
+
+
+def _spec(env, env_params) -> EnvSpec:
+    name = getattr(env, "name", type(env).__name__)
+    action_space = env.action_space(env_params)
+    obs_space = env.observation_space(env_params)
+    if not isinstance(obs_space, spaces.Box):
+        raise ConfigError(
+            f"{name}: observation space {type(obs_space).__name__} is not supported; "
+            f"jaxppo needs a Box observation space (wrap the env to return an array)"
+        )
+    obs_shape = tuple(int(d) for d in obs_space.shape)
+    if isinstance(action_space, spaces.Discrete):
+        return EnvSpec(env, env_params, "discrete", int(action_space.n), (), None, None,
+                       obs_shape, math.prod(obs_shape))
+    if isinstance(action_space, spaces.Box):
+        shape = tuple(int(d) for d in action_space.shape)
+        size = math.prod(shape)
+        low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).reshape(-1)
+        return EnvSpec(env, env_params, "continuous", size, shape, low, high, obs_shape, math.prod(obs_shape))
+    raise ConfigError(
+        f"{name}: action space {type(action_space).__name__} is not supported; "
+        f"jaxppo handles Discrete and Box action spaces"
+    )

@@ -1,0 +1,317 @@
+"""``make_train``: the whole PPO run as one pure function of ``(key, hparams)``.
+
+Reading order of the loop (each a ``lax.scan``):
+
+    iterations ⊃ [rollout over num_steps] → GAE → epochs ⊃ minibatches
+
+Everything an iteration needs lives in ``TrainState``, so a run can stop after any
+iteration and continue exactly (``Trainer.run`` called again with the returned state).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxppo import normalize as norm
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+from jaxppo.envs import EnvSpec, make_env
+from jaxppo.gae import compute_gae
+from jaxppo.losses import explained_variance, ppo_loss
+from jaxppo.networks import Actor, Critic
+
+RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
+
+
+@struct.dataclass
+class TrainState:
+    """The complete carry of training; checkpoint this to resume exactly."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    obs_stats: norm.RunningMeanStd | None
+    reward_stats: norm.RunningMeanStd | None
+    discounted_return: jax.Array  # [num_envs], for reward scaling
+    env_state: Any
+    obs: jax.Array  # [num_envs, obs_size], normalised when normalisation is on
+    episode_return: jax.Array  # [num_envs] raw return of the running episode
+    episode_length: jax.Array  # [num_envs]
+    recent_returns: jax.Array  # [100] ring buffer of completed raw episode returns
+    recent_count: jax.Array  # completed episodes so far
+    key: jax.Array
+    iteration: jax.Array  # iterations done
+
+
+@struct.dataclass
+class TrainResult:
+    metrics: dict  # name -> [num_iterations] (leading vmap axes in front)
+    state: TrainState
+
+
+class Transition(NamedTuple):
+    """One rollout step for ``num_envs`` envs (stacked by the scan to ``[T, N, ...]``)."""
+
+    obs: jax.Array
+    action: jax.Array  # as sampled (continuous: unclipped)
+    log_prob: jax.Array
+    reward: jax.Array  # scaled when reward normalisation is on
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array  # s_{t+1} before auto-reset, normalised like obs
+    episode_done: jax.Array  # terminated or truncated
+    done_return: jax.Array  # raw return of the episode that ended here (0 otherwise)
+    done_length: jax.Array
+
+
+class Trainer(NamedTuple):
+    """The pieces ``make_train`` is built from, for chunked runs, resume and evaluation."""
+
+    config: PPOConfig  # resolved: no None left
+    spec: EnvSpec
+    actor: Actor
+    critic: Critic
+    init: Any  # (key, hparams) -> TrainState
+    run: Any  # (state, hparams, num_iterations) -> TrainResult
+
+
+def make_train(config: PPOConfig, env=None, env_params=None):
+    """Return ``train(key, hparams) -> TrainResult``, pure and ``jit``/``vmap``-able.
+
+    ``env``/``env_params`` take a gymnax ``Environment`` instance in place of
+    ``config.env_id``.
+    """
+    trainer = make_trainer(config, env=env, env_params=env_params)
+
+    def train(key: jax.Array, hparams: PPOHParams | None = None) -> TrainResult:
+        hparams = PPOHParams() if hparams is None else hparams
+        hparams.validate()
+        state = trainer.init(key, hparams)
+        return trainer.run(state, hparams, trainer.config.num_iterations)
+
+    return train
+
+
+def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
+    if not isinstance(config, PPOConfig):
+        raise ConfigError(f"config must be a jaxppo.PPOConfig, got {type(config).__name__}")
+    config.validate()
+    spec = make_env(config.env_id, config.env_kwargs, env, env_params)
+    config = config.resolve(spec.action_kind)
+    env, env_params = spec.env, spec.env_params
+    continuous = spec.action_kind == "continuous"
+    actor = Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation)
+    critic = Critic(config.hidden_sizes, config.activation)
+    num_envs, num_steps = config.num_envs, config.num_steps
+    num_iterations = config.num_iterations
+
+    def optimizer(hp: PPOHParams):
+        # Built from traced values: new hyperparameters never recompile. The learning
+        # rate is applied by hand from the iteration index (see update).
+        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+
+    def flat_obs(obs):
+        return obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
+
+    def reset_envs(key):
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
+        return flat_obs(obs), env_state
+
+    # ------------------------------------------------------------------ init
+    def init(key: jax.Array, hparams: PPOHParams) -> TrainState:
+        hp = hparams.resolve(spec.action_kind)
+        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
+        dummy = jnp.zeros((1, spec.obs_size), jnp.float32)
+        params = {"actor": actor.init(k_actor, dummy), "critic": critic.init(k_critic, dummy)}
+        obs, env_state = reset_envs(k_env)
+        obs_stats = reward_stats = None
+        if config.normalize_observations:
+            obs_stats = norm.RunningMeanStd.create((spec.obs_size,)).update(obs)
+            obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
+        if config.normalize_rewards:
+            reward_stats = norm.RunningMeanStd.create(())
+        return TrainState(
+            params=params,
+            opt_state=optimizer(hp).init(params),
+            obs_stats=obs_stats,
+            reward_stats=reward_stats,
+            discounted_return=jnp.zeros(num_envs, jnp.float32),
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.zeros(num_envs, jnp.float32),
+            episode_length=jnp.zeros(num_envs, jnp.int32),
+            recent_returns=jnp.full(RECENT_EPISODES, jnp.nan, jnp.float32),
+            recent_count=jnp.zeros((), jnp.int32),
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    # --------------------------------------------------------------- rollout
+    def env_step(hp: PPOHParams, state: TrainState, _):
+        key, k_act, k_env = jax.random.split(state.key, 3)
+        dist = actor.apply(state.params["actor"], state.obs)
+        action = dist.sample(k_act)
+        log_prob = dist.log_prob(action)
+        env_action = action
+        if continuous:  # the env gets the clipped action; the buffer keeps the sample
+            env_action = jnp.clip(action, spec.action_low, spec.action_high)
+            env_action = env_action.reshape((num_envs,) + spec.action_shape)
+        next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None)
+        )(jax.random.split(k_env, num_envs), state.env_state, env_action, env_params)
+        next_obs, final_obs = flat_obs(next_obs), flat_obs(info["final_observation"])
+        reward = reward.astype(jnp.float32)
+        terminated, truncated = terminated.astype(bool), truncated.astype(bool)
+
+        obs_stats, reward_stats, discounted_return = state.obs_stats, state.reward_stats, state.discounted_return
+        if config.normalize_observations:
+            obs_stats = obs_stats.update(next_obs)
+            next_obs = norm.normalize_observations(obs_stats, next_obs, config.obs_clip)
+            final_obs = norm.normalize_observations(obs_stats, final_obs, config.obs_clip)
+        train_reward = reward
+        if config.normalize_rewards:
+            discounted_return = norm.update_discounted_return(discounted_return, reward, terminated, hp.gamma)
+            reward_stats = reward_stats.update(discounted_return)
+            train_reward = norm.scale_rewards(reward_stats, reward, config.reward_clip)
+
+        done = jnp.logical_or(terminated, truncated)
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+        transition = Transition(
+            obs=state.obs, action=action, log_prob=log_prob, reward=train_reward,
+            terminated=terminated, truncated=truncated, final_obs=final_obs, episode_done=done,
+            done_return=jnp.where(done, episode_return, 0.0),
+            done_length=jnp.where(done, episode_length, 0),
+        )
+        state = state.replace(
+            key=key, env_state=env_state, obs=next_obs, obs_stats=obs_stats,
+            reward_stats=reward_stats, discounted_return=discounted_return,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+        )
+        return state, transition
+
+    # ---------------------------------------------------------------- update
+    def loss_fn(params, batch, hp: PPOHParams):
+        dist = actor.apply(params["actor"], batch["obs"])
+        values = critic.apply(params["critic"], batch["obs"])
+        return ppo_loss(
+            dist.log_prob(batch["action"]), batch["log_prob"], batch["advantages"], values,
+            batch["values"], batch["returns"], dist.entropy(),
+            clip_coef=hp.clip_coef, vf_coef=hp.vf_coef, ent_coef=hp.ent_coef,
+            norm_adv=config.norm_adv, clip_vloss=config.clip_vloss, adv_std_ddof=config.adv_std_ddof,
+        )
+
+    def minibatch_step(hp, learning_rate, carry, minibatch):
+        params, opt_state, active = carry
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch, hp)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, jax.tree.map(lambda u: -learning_rate * u, updates))
+        if config.target_kl is not None:  # masked update: the scan cannot break early
+            new_params, new_opt_state = jax.tree.map(
+                lambda new, old: jnp.where(active, new, old), (new_params, new_opt_state), (params, opt_state)
+            )
+        return (new_params, new_opt_state, active), metrics
+
+    def epoch_step(hp, learning_rate, batch, carry, key):
+        params, opt_state, active, last_metrics, clipfrac_sum, epochs_done = carry
+        # One gather per epoch: every sample appears exactly once across the minibatches.
+        permutation = jax.random.permutation(key, config.batch_size)
+        shuffled = jax.tree.map(
+            lambda x: x[permutation].reshape((config.num_minibatches, config.minibatch_size) + x.shape[1:]),
+            batch,
+        )
+        (params, opt_state, _), metrics = jax.lax.scan(
+            lambda c, mb: minibatch_step(hp, learning_rate, c, mb), (params, opt_state, active), shuffled
+        )
+        epoch_last = jax.tree.map(lambda m: m[-1], metrics)
+        last_metrics = jax.tree.map(lambda new, old: jnp.where(active, new, old), epoch_last, last_metrics)
+        clipfrac_sum = clipfrac_sum + jnp.where(active, metrics["clipfrac"].sum(), 0.0)
+        epochs_done = epochs_done + active.astype(jnp.int32)
+        if config.target_kl is not None:  # CleanRL: stop after an epoch whose last approx_kl is too high
+            active = jnp.logical_and(active, epoch_last["approx_kl"] <= config.target_kl)
+        return (params, opt_state, active, last_metrics, clipfrac_sum, epochs_done), None
+
+    # ------------------------------------------------------------- iteration
+    def iteration_step(hp: PPOHParams, state: TrainState, _):
+        if config.anneal_lr:  # lr0 * (1 - (i-1)/n) for 1-based iteration i
+            learning_rate = hp.learning_rate * (1.0 - state.iteration.astype(jnp.float32) / num_iterations)
+        else:
+            learning_rate = hp.learning_rate
+
+        state, traj = jax.lax.scan(lambda s, x: env_step(hp, s, x), state, None, length=num_steps)
+
+        # Values of every visited state and of every successor (pre-reset), in one batched pass.
+        values, next_values = critic.apply(state.params["critic"], jnp.stack([traj.obs, traj.final_obs]))
+        terminated = traj.terminated
+        if config.truncation == "terminate":  # CleanRL parity: time limits end the return
+            terminated = traj.episode_done
+        advantages, returns = compute_gae(
+            traj.reward, values, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda
+        )
+        batch = {
+            "obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob,
+            "advantages": advantages, "returns": returns, "values": values,
+        }
+        batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
+
+        key, epoch_key = jax.random.split(state.key)
+        zero_metrics = {
+            name: jnp.zeros((), jnp.float32)
+            for name in ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
+        }
+        carry = (state.params, state.opt_state, jnp.asarray(True), zero_metrics, jnp.zeros(()), jnp.zeros((), jnp.int32))
+        (params, opt_state, _, last, clipfrac_sum, epochs_done), _ = jax.lax.scan(
+            lambda c, k: epoch_step(hp, learning_rate, batch, c, k),
+            carry,
+            jax.random.split(epoch_key, config.update_epochs),
+        )
+
+        num_done = traj.episode_done.sum()
+        recent_returns, recent_count = _record_episodes(
+            state.recent_returns, state.recent_count, traj.done_return, traj.episode_done
+        )
+        iteration = state.iteration + 1
+        metrics = {
+            **last,
+            "clipfrac": clipfrac_sum / (epochs_done * config.num_minibatches),
+            "episode_return": jnp.where(num_done > 0, traj.done_return.sum() / num_done, jnp.nan),
+            "episode_length": jnp.where(num_done > 0, traj.done_length.sum() / num_done, jnp.nan),
+            "episodes": num_done,
+            "episode_return_last100": jnp.nanmean(recent_returns),
+            "explained_variance": explained_variance(values, returns),
+            "learning_rate": learning_rate,
+            "update_epochs_done": epochs_done,
+            "env_steps": iteration * config.batch_size,
+        }
+        state = state.replace(
+            params=params, opt_state=opt_state, key=key, iteration=iteration,
+            recent_returns=recent_returns, recent_count=recent_count,
+        )
+        return state, metrics
+
+    def run(state: TrainState, hparams: PPOHParams, num_iterations_to_run: int) -> TrainResult:
+        """Run ``num_iterations_to_run`` iterations from ``state`` (chunks compose exactly)."""
+        hp = hparams.resolve(spec.action_kind)
+        state, metrics = jax.lax.scan(
+            lambda s, x: iteration_step(hp, s, x), state, None, length=num_iterations_to_run
+        )
+        return TrainResult(metrics=metrics, state=state)
+
+    return Trainer(config=config, spec=spec, actor=actor, critic=critic, init=init, run=run)
+
+
+def _record_episodes(buffer, count, done_returns, done_mask):
+    """Append this iteration's completed returns (time-major order) to a ring buffer."""
+    returns, mask = done_returns.reshape(-1), done_mask.reshape(-1)
+    rank = jnp.cumsum(mask) - 1  # order of each completed episode in this iteration
+    total = mask.sum()
+    # Only the newest RECENT_EPISODES can survive; dropping older ones keeps positions unique.
+    keep = mask & (rank >= total - RECENT_EPISODES)
+    position = jnp.where(keep, (count + rank) % RECENT_EPISODES, RECENT_EPISODES)
+    buffer = buffer.at[position].set(returns, mode="drop")
+    return buffer, count + total
