@@ -56,9 +56,7 @@ _HPARAM_DEFAULTS: dict[ActionKind, dict] = {
     "discrete": dict(learning_rate=2.5e-4, ent_coef=0.01),
     "continuous": dict(learning_rate=3e-4, ent_coef=0.0),
 }
-_SHARED_HPARAM_DEFAULTS = dict(
-    gamma=0.99, gae_lambda=0.95, clip_coef=0.2, vf_coef=0.5, max_grad_norm=0.5
-)
+_SHARED_HPARAM_DEFAULTS = dict(gamma=0.99, gae_lambda=0.95, clip_coef=0.2, vf_coef=0.5, max_grad_norm=0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,11 +119,7 @@ class PPOConfig:
         """Fill ``None`` fields with the defaults for ``action_kind`` and validate."""
         if action_kind not in _CONFIG_DEFAULTS:
             raise ConfigError(f"unknown action kind {action_kind!r}")
-        filled = {
-            name: value
-            for name, value in _CONFIG_DEFAULTS[action_kind].items()
-            if getattr(self, name) is None
-        }
+        filled = {name: value for name, value in _CONFIG_DEFAULTS[action_kind].items() if getattr(self, name) is None}
         resolved = dataclasses.replace(self, **filled)
         resolved.validate()
         return resolved
@@ -141,18 +135,14 @@ class PPOConfig:
             if value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
         if self.truncation not in TRUNCATION_MODES:
-            raise ConfigError(
-                f"truncation must be one of {TRUNCATION_MODES}, got {self.truncation!r}"
-            )
+            raise ConfigError(f"truncation must be one of {TRUNCATION_MODES}, got {self.truncation!r}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
         if self.adv_std_ddof not in (0, 1):
             raise ConfigError(f"adv_std_ddof must be 0 or 1, got {self.adv_std_ddof!r}")
-        if self.target_kl is not None and not (
-            math.isfinite(self.target_kl) and self.target_kl > 0
-        ):
+        if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
             raise ConfigError(f"target_kl must be None or a positive number, got {self.target_kl!r}")
         for name in ("obs_clip", "reward_clip"):
             value = getattr(self, name)
@@ -262,7 +252,7 @@ def hparam_grid(base: PPOHParams | None = None, **values) -> tuple[PPOHParams, l
         if len(options) == 0:
             raise ConfigError(f"grid for {name!r} is empty; give at least one value")
     names = list(values)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*values.values())]
+    points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
     size = len(points)
     fields = {}
     for name, value in base.items():

@@ -66,8 +66,9 @@ def _spec(env, env_params) -> EnvSpec:
         )
     obs_shape = tuple(int(d) for d in obs_space.shape)
     if isinstance(action_space, spaces.Discrete):
-        return EnvSpec(env, env_params, "discrete", int(action_space.n), (), None, None,
-                       obs_shape, math.prod(obs_shape))
+        return EnvSpec(
+            env, env_params, "discrete", int(action_space.n), (), None, None, obs_shape, math.prod(obs_shape)
+        )
     if isinstance(action_space, spaces.Box):
         shape = tuple(int(d) for d in action_space.shape)
         size = math.prod(shape)

@@ -38,7 +38,5 @@ def compute_gae(
         advantage = delta + gamma * gae_lambda * continues * next_advantage
         return advantage, advantage
 
-    _, advantages = jax.lax.scan(
-        backward, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True
-    )
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
     return advantages, advantages + values

@@ -41,9 +41,7 @@ def ppo_loss(
     ratio = jnp.exp(log_ratio)
     if norm_adv:
         advantages = normalize_advantages(advantages, adv_std_ddof)
-    pg_loss = jnp.maximum(
-        -advantages * ratio, -advantages * jnp.clip(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
-    ).mean()
+    pg_loss = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1.0 - clip_coef, 1.0 + clip_coef)).mean()
 
     value_error = (values_new - returns) ** 2
     if clip_vloss:

@@ -76,6 +76,7 @@ class Trainer(NamedTuple):
     critic: Critic
     init: Any  # (key, hparams) -> TrainState
     run: Any  # (state, hparams, num_iterations) -> TrainResult
+    rollout: Any  # (state, hparams) -> (state, Transition [num_steps, num_envs, ...])
 
 
 def make_train(config: PPOConfig, env=None, env_params=None):
@@ -159,14 +160,18 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         if continuous:  # the env gets the clipped action; the buffer keeps the sample
             env_action = jnp.clip(action, spec.action_low, spec.action_high)
             env_action = env_action.reshape((num_envs,) + spec.action_shape)
-        next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None)
-        )(jax.random.split(k_env, num_envs), state.env_state, env_action, env_params)
+        next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_env, num_envs), state.env_state, env_action, env_params
+        )
         next_obs, final_obs = flat_obs(next_obs), flat_obs(info["final_observation"])
         reward = reward.astype(jnp.float32)
         terminated, truncated = terminated.astype(bool), truncated.astype(bool)
 
-        obs_stats, reward_stats, discounted_return = state.obs_stats, state.reward_stats, state.discounted_return
+        obs_stats, reward_stats, discounted_return = (
+            state.obs_stats,
+            state.reward_stats,
+            state.discounted_return,
+        )
         if config.normalize_observations:
             obs_stats = obs_stats.update(next_obs)
             next_obs = norm.normalize_observations(obs_stats, next_obs, config.obs_clip)
@@ -181,34 +186,56 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
         transition = Transition(
-            obs=state.obs, action=action, log_prob=log_prob, reward=train_reward,
-            terminated=terminated, truncated=truncated, final_obs=final_obs, episode_done=done,
+            obs=state.obs,
+            action=action,
+            log_prob=log_prob,
+            reward=train_reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+            episode_done=done,
             done_return=jnp.where(done, episode_return, 0.0),
             done_length=jnp.where(done, episode_length, 0),
         )
         state = state.replace(
-            key=key, env_state=env_state, obs=next_obs, obs_stats=obs_stats,
-            reward_stats=reward_stats, discounted_return=discounted_return,
+            key=key,
+            env_state=env_state,
+            obs=next_obs,
+            obs_stats=obs_stats,
+            reward_stats=reward_stats,
+            discounted_return=discounted_return,
             episode_return=jnp.where(done, 0.0, episode_return),
             episode_length=jnp.where(done, 0, episode_length),
         )
         return state, transition
+
+    def collect(hp: PPOHParams, state: TrainState):
+        return jax.lax.scan(lambda s, x: env_step(hp, s, x), state, None, length=num_steps)
 
     # ---------------------------------------------------------------- update
     def loss_fn(params, batch, hp: PPOHParams):
         dist = actor.apply(params["actor"], batch["obs"])
         values = critic.apply(params["critic"], batch["obs"])
         return ppo_loss(
-            dist.log_prob(batch["action"]), batch["log_prob"], batch["advantages"], values,
-            batch["values"], batch["returns"], dist.entropy(),
-            clip_coef=hp.clip_coef, vf_coef=hp.vf_coef, ent_coef=hp.ent_coef,
-            norm_adv=config.norm_adv, clip_vloss=config.clip_vloss, adv_std_ddof=config.adv_std_ddof,
+            dist.log_prob(batch["action"]),
+            batch["log_prob"],
+            batch["advantages"],
+            values,
+            batch["values"],
+            batch["returns"],
+            dist.entropy(),
+            clip_coef=hp.clip_coef,
+            vf_coef=hp.vf_coef,
+            ent_coef=hp.ent_coef,
+            norm_adv=config.norm_adv,
+            clip_vloss=config.clip_vloss,
+            adv_std_ddof=config.adv_std_ddof,
         )
 
     def minibatch_step(hp, learning_rate, carry, minibatch):
         params, opt_state, active = carry
         grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch, hp)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         updates, new_opt_state = optimizer(hp).update(grads, opt_state, params)
         new_params = optax.apply_updates(params, jax.tree.map(lambda u: -learning_rate * u, updates))
         if config.target_kl is not None:  # masked update: the scan cannot break early
@@ -219,12 +246,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
 
     def epoch_step(hp, learning_rate, batch, carry, key):
         params, opt_state, active, last_metrics, clipfrac_sum, epochs_done = carry
-        # One gather per epoch: every sample appears exactly once across the minibatches.
-        permutation = jax.random.permutation(key, config.batch_size)
-        shuffled = jax.tree.map(
-            lambda x: x[permutation].reshape((config.num_minibatches, config.minibatch_size) + x.shape[1:]),
-            batch,
-        )
+        shuffled = shuffle_into_minibatches(key, batch, config.num_minibatches)
         (params, opt_state, _), metrics = jax.lax.scan(
             lambda c, mb: minibatch_step(hp, learning_rate, c, mb), (params, opt_state, active), shuffled
         )
@@ -243,7 +265,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         else:
             learning_rate = hp.learning_rate
 
-        state, traj = jax.lax.scan(lambda s, x: env_step(hp, s, x), state, None, length=num_steps)
+        state, traj = collect(hp, state)
 
         # Values of every visited state and of every successor (pre-reset), in one batched pass.
         values, next_values = critic.apply(state.params["critic"], jnp.stack([traj.obs, traj.final_obs]))
@@ -254,17 +276,36 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             traj.reward, values, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda
         )
         batch = {
-            "obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob,
-            "advantages": advantages, "returns": returns, "values": values,
+            "obs": traj.obs,
+            "action": traj.action,
+            "log_prob": traj.log_prob,
+            "advantages": advantages,
+            "returns": returns,
+            "values": values,
         }
         batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
 
         key, epoch_key = jax.random.split(state.key)
         zero_metrics = {
             name: jnp.zeros((), jnp.float32)
-            for name in ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
+            for name in (
+                "policy_loss",
+                "value_loss",
+                "entropy",
+                "old_approx_kl",
+                "approx_kl",
+                "clipfrac",
+                "grad_norm",
+            )
         }
-        carry = (state.params, state.opt_state, jnp.asarray(True), zero_metrics, jnp.zeros(()), jnp.zeros((), jnp.int32))
+        carry = (
+            state.params,
+            state.opt_state,
+            jnp.asarray(True),
+            zero_metrics,
+            jnp.zeros(()),
+            jnp.zeros((), jnp.int32),
+        )
         (params, opt_state, _, last, clipfrac_sum, epochs_done), _ = jax.lax.scan(
             lambda c, k: epoch_step(hp, learning_rate, batch, c, k),
             carry,
@@ -289,20 +330,38 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             "env_steps": iteration * config.batch_size,
         }
         state = state.replace(
-            params=params, opt_state=opt_state, key=key, iteration=iteration,
-            recent_returns=recent_returns, recent_count=recent_count,
+            params=params,
+            opt_state=opt_state,
+            key=key,
+            iteration=iteration,
+            recent_returns=recent_returns,
+            recent_count=recent_count,
         )
         return state, metrics
+
+    def rollout(state: TrainState, hparams: PPOHParams):
+        return collect(hparams.resolve(spec.action_kind), state)
 
     def run(state: TrainState, hparams: PPOHParams, num_iterations_to_run: int) -> TrainResult:
         """Run ``num_iterations_to_run`` iterations from ``state`` (chunks compose exactly)."""
         hp = hparams.resolve(spec.action_kind)
-        state, metrics = jax.lax.scan(
-            lambda s, x: iteration_step(hp, s, x), state, None, length=num_iterations_to_run
-        )
+        state, metrics = jax.lax.scan(lambda s, x: iteration_step(hp, s, x), state, None, length=num_iterations_to_run)
         return TrainResult(metrics=metrics, state=state)
 
-    return Trainer(config=config, spec=spec, actor=actor, critic=critic, init=init, run=run)
+    return Trainer(config=config, spec=spec, actor=actor, critic=critic, init=init, run=run, rollout=rollout)
+
+
+def shuffle_into_minibatches(key: jax.Array, batch, num_minibatches: int):
+    """Permute the whole batch with one gather, then split it: every sample once per epoch.
+
+    Leaves ``[B, ...]`` become ``[num_minibatches, B // num_minibatches, ...]``.
+    """
+    batch_size = jax.tree.leaves(batch)[0].shape[0]
+    permutation = jax.random.permutation(key, batch_size)
+    return jax.tree.map(
+        lambda x: x[permutation].reshape((num_minibatches, batch_size // num_minibatches) + x.shape[1:]),
+        batch,
+    )
 
 
 def _record_episodes(buffer, count, done_returns, done_mask):

@@ -1,0 +1,177 @@
+"""make_train: API contract, PPO invariants, vmap/grid equivalence, chunking, determinism."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxppo
+from jaxppo.train import shuffle_into_minibatches
+from utils import assert_tree_close, tree_equal
+
+SMALL = jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=3 * 512)  # 3 iterations of 4 x 128
+
+METRICS = [
+    "episode_return", "episode_length", "policy_loss", "value_loss", "entropy", "approx_kl",
+    "old_approx_kl", "clipfrac", "explained_variance", "grad_norm", "learning_rate", "env_steps",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    train = jax.jit(jaxppo.make_train(SMALL))
+    return train(jax.random.key(0), jaxppo.PPOHParams())
+
+
+def test_metrics_contract(small_result):
+    for name in METRICS:
+        assert name in small_result.metrics, name
+        assert small_result.metrics[name].shape == (3,), name
+    np.testing.assert_array_equal(small_result.metrics["env_steps"], [512, 1024, 1536])
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", "learning_rate"):
+        assert np.all(np.isfinite(small_result.metrics[name])), name
+    assert int(small_result.state.iteration) == 3
+
+
+def test_episode_statistics_are_raw_cartpole_returns(small_result):
+    # CartPole pays 1 per step, so a finished episode's raw return equals its length.
+    returns, lengths = small_result.metrics["episode_return"], small_result.metrics["episode_length"]
+    finished = ~np.isnan(returns)
+    assert finished.any()
+    np.testing.assert_allclose(returns[finished], lengths[finished], rtol=1e-6)
+    assert np.all(returns[finished] >= 8)  # a CartPole episode lasts at least 8 steps
+
+
+def test_first_minibatch_has_ratio_one():
+    # One epoch with one minibatch: the logged loss is the first minibatch's, before any update.
+    config = SMALL.replace(total_timesteps=512, update_epochs=1, num_minibatches=1)
+    metrics = jax.jit(jaxppo.make_train(config))(jax.random.key(1), jaxppo.PPOHParams()).metrics
+    assert float(metrics["approx_kl"][0]) == 0.0
+    assert float(metrics["old_approx_kl"][0]) == 0.0
+    assert float(metrics["clipfrac"][0]) == 0.0
+
+
+def test_later_minibatches_move_the_policy(small_result):
+    assert np.all(small_result.metrics["approx_kl"] > 0)
+
+
+def test_each_epoch_permutation_covers_the_batch_once():
+    batch = {"index": jnp.arange(512), "obs": jnp.arange(512 * 3).reshape(512, 3)}
+    minibatches = shuffle_into_minibatches(jax.random.key(3), batch, 4)
+    assert minibatches["index"].shape == (4, 128)
+    np.testing.assert_array_equal(np.sort(minibatches["index"].reshape(-1)), np.arange(512))
+    np.testing.assert_array_equal(minibatches["obs"][..., 0], 3 * minibatches["index"])  # rows stay together
+    other = shuffle_into_minibatches(jax.random.key(4), batch, 4)
+    assert not np.array_equal(other["index"], minibatches["index"])
+
+
+def test_stored_continuous_actions_are_unclipped():
+    trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="MountainCarContinuous-v0", num_steps=64))
+    hparams = jaxppo.PPOHParams()
+    state = trainer.init(jax.random.key(0), hparams)
+    _, traj = jax.jit(trainer.rollout)(state, hparams)
+    actions = np.asarray(traj.action)
+    assert actions.shape == (64, 1, 1)
+    assert np.abs(actions).max() > 1.0  # std 1 at init: samples leave the [-1, 1] bounds
+    dist = trainer.actor.apply(state.params["actor"], traj.obs)
+    np.testing.assert_allclose(dist.log_prob(traj.action), traj.log_prob, atol=1e-5)
+
+
+def test_learning_rate_is_annealed_per_iteration(small_result):
+    np.testing.assert_allclose(small_result.metrics["learning_rate"], 2.5e-4 * np.array([1, 2 / 3, 1 / 3]), rtol=1e-6)
+
+
+def test_vmapped_seeds_equal_seeds_trained_alone():
+    train = jaxppo.make_train(SMALL)
+    keys = jax.random.split(jax.random.key(7), 3)
+    hparams = jaxppo.PPOHParams()
+    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
+    single = jax.jit(train)
+    for i in range(3):
+        alone = single(keys[i], hparams)
+        assert_tree_close(jax.tree.map(lambda x: x[i], batched.state.params), alone.state.params)
+        assert_tree_close(
+            jax.tree.map(lambda x: x[i], batched.metrics["episode_return"]), alone.metrics["episode_return"]
+        )
+
+
+def test_grid_equals_separate_runs():
+    train = jaxppo.make_train(SMALL)
+    keys = jax.random.split(jax.random.key(11), 2)
+    grid, points = jaxppo.hparam_grid(learning_rate=[1e-3, 3e-3], clip_coef=[0.1, 0.3])
+    assert len(points) == 4 and grid.learning_rate.shape == (4,)
+    grid_train = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
+    result = grid_train(keys, grid)
+    assert result.metrics["policy_loss"].shape == (4, 2, 3)
+    single = jax.jit(train)
+    for g, point in enumerate(points):
+        for s in range(2):
+            alone = single(keys[s], jaxppo.PPOHParams(**point))
+            assert_tree_close(jax.tree.map(lambda x: x[g, s], result.state.params), alone.state.params)
+    # Different hyperparameters really train differently.
+    assert not np.allclose(result.metrics["policy_loss"][0], result.metrics["policy_loss"][3])
+
+
+def test_new_hyperparameter_values_do_not_recompile():
+    traces = []
+
+    def counted(key, hparams):
+        traces.append(1)
+        return jaxppo.make_train(SMALL.replace(total_timesteps=512))(key, hparams)
+
+    train = jax.jit(counted)
+    for lr, clip in [(1e-4, 0.1), (3e-4, 0.2), (1e-3, 0.3)]:
+        hparams = jaxppo.PPOHParams(learning_rate=lr, clip_coef=clip).resolve("discrete")
+        jax.block_until_ready(train(jax.random.key(0), hparams))
+    assert len(traces) == 1
+
+
+def test_chunked_run_equals_unchunked_run():
+    trainer = jaxppo.make_trainer(SMALL.replace(total_timesteps=4 * 512))
+    hparams = jaxppo.PPOHParams()
+    run = jax.jit(trainer.run, static_argnums=2)
+    start = jax.jit(trainer.init)(jax.random.key(5), hparams)
+    whole = run(start, hparams, 4)
+    first = run(start, hparams, 2)
+    second = run(first.state, hparams, 2)
+    chunked = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first.metrics, second.metrics)
+    assert tree_equal(whole.state, second.state)
+    assert tree_equal(whole.metrics, chunked)
+
+
+def test_same_key_gives_bit_identical_results():
+    train = jax.jit(jaxppo.make_train(SMALL))
+    a = train(jax.random.key(2), jaxppo.PPOHParams())
+    b = jaxppo.make_train(SMALL)(jax.random.key(2), jaxppo.PPOHParams())  # fresh trace and compile
+    assert tree_equal(a, b)
+    c = train(jax.random.key(3), jaxppo.PPOHParams())
+    assert not tree_equal(a.metrics, c.metrics)
+
+
+def test_target_kl_stops_epochs_inside_the_scan():
+    stopped = jax.jit(jaxppo.make_train(SMALL.replace(target_kl=1e-9)))(jax.random.key(0), jaxppo.PPOHParams())
+    np.testing.assert_array_equal(stopped.metrics["update_epochs_done"], [1, 1, 1])
+    free = jax.jit(jaxppo.make_train(SMALL.replace(target_kl=10.0)))(jax.random.key(0), jaxppo.PPOHParams())
+    np.testing.assert_array_equal(free.metrics["update_epochs_done"], [4, 4, 4])
+    assert not tree_equal(stopped.state.params, free.state.params)
+
+
+def test_continuous_defaults_are_cleanrl_continuous():
+    trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="Pendulum-v1"))
+    config = trainer.config
+    assert (config.num_envs, config.num_steps, config.num_minibatches, config.update_epochs) == (1, 2048, 32, 10)
+    assert config.normalize_observations and config.normalize_rewards
+    hp = jaxppo.PPOHParams().resolve(trainer.spec.action_kind)
+    assert float(hp.learning_rate) == pytest.approx(3e-4) and float(hp.ent_coef) == 0.0
+    # Explicit settings win over the continuous defaults.
+    assert jaxppo.make_trainer(jaxppo.PPOConfig(env_id="Pendulum-v1", num_envs=8)).config.num_envs == 8
+
+
+def test_normalisation_statistics_are_per_seed():
+    config = jaxppo.PPOConfig(env_id="Pendulum-v1", total_timesteps=256, num_steps=128, num_minibatches=4)
+    keys = jax.random.split(jax.random.key(0), 2)
+    result = jax.jit(jax.vmap(jaxppo.make_train(config), in_axes=(0, None)))(keys, jaxppo.PPOHParams())
+    stats = result.state.obs_stats
+    assert stats.mean.shape == (2, 3)
+    assert float(stats.count[0]) == pytest.approx(1e-4 + 257, rel=1e-6)  # reset obs + 256 steps, one env
+    assert not np.allclose(stats.mean[0], stats.mean[1])
