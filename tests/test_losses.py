@@ -111,6 +111,23 @@ def test_normalize_constant_advantages_is_zero_not_nan():
     np.testing.assert_array_equal(normalized, np.zeros(4, np.float32))
 
 
+def test_clipfrac_counts_strictly_outside_the_clip_range():
+    """clipfrac = mean(|ratio - 1| > clip_coef): a ratio on the boundary is not counted."""
+    logp_old = jnp.zeros(4)
+    logp_new = jnp.log(jnp.array([1.0, 1.0, 2.0, 0.25]))
+    zeros = jnp.zeros(4)
+
+    def clipfrac(clip_coef):
+        _, metrics = ppo_loss(
+            logp_new, logp_old, jnp.ones(4), zeros, zeros, zeros, zeros, clip_coef=clip_coef, vf_coef=0.5, ent_coef=0.0
+        )
+        return float(metrics["clipfrac"])
+
+    assert clipfrac(0.0) == 0.5  # the two ratios of exactly 1 are not clipped
+    assert clipfrac(0.5) == 0.5  # |2 - 1| and |0.25 - 1| exceed 0.5
+    assert clipfrac(0.8) == 0.25
+
+
 # ----------------------------------------------------------------------- gradient clipping
 def test_policy_gradient_vanishes_where_clipped_branch_is_active():
     """The min of the clipped and unclipped surrogates has zero gradient wrt logp_new where the

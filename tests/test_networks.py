@@ -35,7 +35,7 @@ def test_vmapped_init_uses_no_lapack_and_does_not_hang():
 
     keys = jax.random.split(jax.random.key(0), 16)
     hlo = jax.jit(jax.vmap(init)).lower(keys).compile().as_text().lower()
-    assert "lapack" not in hlo and "geqrf" not in hlo
+    assert "geqrf" not in hlo and 'custom_call_target="lapack' not in hlo
     params = jax.jit(jax.vmap(init))(keys)
     kernels = params["params"]["MLP_0"]["Dense_0"]["kernel"]
     assert kernels.shape == (16, 4, 64)

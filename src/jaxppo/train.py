@@ -76,6 +76,7 @@ class Trainer(NamedTuple):
     critic: Critic
     init: Any  # (key, hparams) -> TrainState
     run: Any  # (state, hparams, num_iterations) -> TrainResult
+    step: Any  # (state, hparams) -> (state, metrics): one iteration
     rollout: Any  # (state, hparams) -> (state, Transition [num_steps, num_envs, ...])
 
 
@@ -339,6 +340,10 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         )
         return state, metrics
 
+    def step(state: TrainState, hparams: PPOHParams):
+        """One iteration; ``run`` is a scan of it (so a scan of a vmapped ``step`` equals it)."""
+        return iteration_step(hparams.resolve(spec.action_kind), state, None)
+
     def rollout(state: TrainState, hparams: PPOHParams):
         return collect(hparams.resolve(spec.action_kind), state)
 
@@ -348,7 +353,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         state, metrics = jax.lax.scan(lambda s, x: iteration_step(hp, s, x), state, None, length=num_iterations_to_run)
         return TrainResult(metrics=metrics, state=state)
 
-    return Trainer(config=config, spec=spec, actor=actor, critic=critic, init=init, run=run, rollout=rollout)
+    return Trainer(config=config, spec=spec, actor=actor, critic=critic, init=init, run=run, step=step, rollout=rollout)
 
 
 def shuffle_into_minibatches(key: jax.Array, batch, num_minibatches: int):

@@ -1,0 +1,225 @@
+"""The CLI's training driver: chunked compiled loop, progress, checkpoints, outputs.
+
+All grid points x seeds advance together: ``scan`` over iterations of the doubly vmapped
+``Trainer.step`` (equal, bit for bit, to vmapping the scanned ``train``). A host callback
+per iteration feeds the progress bar; between chunks the host saves checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxppo import rundir
+from jaxppo.evaluate import evaluate
+from jaxppo.stats import summarize
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Stopper:
+    """First SIGINT/SIGTERM: stop after the current chunk. Second: abort at once."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in EXIT_CODES:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(
+            f"\n{signal.Signals(signum).name}: finishing the current chunk, then saving a checkpoint "
+            "(send it again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Progress:
+    """tqdm bar over env steps of all agents, fed from inside the compiled loop."""
+
+    def __init__(self, total_steps: int, agents: int, enabled: bool, start_steps: int = 0):
+        self.enabled, self.agents = enabled, agents
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps * agents, initial=start_steps * agents, unit="step",
+                            unit_scale=True, dynamic_ncols=True, file=sys.stderr, desc="training")  # fmt: skip
+
+    def on_iteration(self, env_steps, returns):
+        returns = np.asarray(returns, np.float64)
+        if np.isfinite(returns).any():
+            self.bar.set_postfix_str(
+                f"return mean {np.nanmean(returns):.1f} min {np.nanmin(returns):.1f}", refresh=False
+            )
+        self.bar.update(int(np.max(env_steps)) * self.agents - self.bar.n)  # redraws at most every 0.1 s
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_every, show_progress: bool) -> int:
+    from jaxppo.run import chunk_length
+
+    grid, points = settings.grid_hparams()
+    grid_size, seeds = len(points), settings.seeds
+    config = trainer.config
+    total = config.num_iterations
+    done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
+    chunk = chunk_length(total, checkpoint_every)
+    history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
+    step_all = jax.vmap(jax.vmap(trainer.step, in_axes=(0, None)), in_axes=(0, 0))  # states [G, S], grid [G]
+
+    def run_chunk(states, grid, length):
+        def body(states, _):
+            states, m = step_all(states, grid)
+            if show_progress:
+                # Looked up when called: the bar is created after compilation.
+                jax.debug.callback(lambda *a: progress.on_iteration(*a), m["env_steps"], m["episode_return_last100"])
+            return states, m
+
+        states, m = jax.lax.scan(body, states, None, length=length)
+        return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
+
+    _say(f"jaxppo: {settings.config.env_id}, {grid_size} grid point(s) x {seeds} seed(s), "
+         f"{config.num_iterations} iterations of {config.batch_size} steps; writing {run_dir}", show_progress)  # fmt: skip
+    t0 = time.perf_counter()
+    if states is None:
+        states = jax.jit(rundir.batched_init(trainer))(rundir.run_keys(settings), grid)
+    compiled = {}
+
+    def compiled_chunk(length):
+        if length not in compiled:
+            compiled[length] = jax.jit(run_chunk, static_argnums=2).lower(states, grid, length).compile()
+        return compiled[length]
+
+    compiled_chunk(min(chunk, total - done) if done < total else chunk)
+    compile_seconds = time.perf_counter() - t0
+    _say(f"compiled in {compile_seconds:.1f} s", show_progress)
+
+    progress = Progress(config.env_steps, grid_size * seeds, show_progress, done * config.batch_size)
+    run_seconds = 0.0
+    stopped = None
+    with Stopper() as stopper:
+        while done < total:
+            length = min(chunk - done % chunk, total - done)
+            t1 = time.perf_counter()
+            states, chunk_metrics = compiled_chunk(length)(states, grid)
+            history.append(jax.tree.map(np.asarray, chunk_metrics))
+            run_seconds += time.perf_counter() - t1
+            done += length
+            if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
+                metrics = _concat(history)
+                history = [metrics]
+                rundir.save_checkpoint(run_dir, done, states, metrics)
+                _write_metrics(run_dir, trainer, settings, metrics)
+            if stopper.signal and done < total:
+                stopped = stopper.signal
+                break
+    progress.close()
+    metrics = _concat(history)
+    if stopped is not None:
+        print(f"stopped after iteration {done} of {total}; checkpoint and logs saved in {run_dir}\n"
+              f"resume with: python -m jaxppo.run --resume {run_dir}", file=sys.stderr)  # fmt: skip
+        return EXIT_CODES[stopped]
+
+    eval_returns = None
+    if settings.eval_episodes:
+        evaluate_all = jax.jit(jax.vmap(jax.vmap(
+            lambda p, s, k: evaluate(trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval)
+        )))  # fmt: skip
+        keys = jax.random.split(jax.random.key(settings.seed + 1), grid_size * seeds).reshape(grid_size, seeds)
+        eval_returns = np.asarray(evaluate_all(states.params, states.obs_stats, keys))
+
+    summary = _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds)
+    rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    from jaxppo.plot import curves_from_csv, render
+
+    curves = curves_from_csv(run_dir / rundir.METRICS_FILE)
+    rundir.atomic_write_bytes(run_dir / rundir.PLOT_FILE, render(curves, f"{settings.config.env_id}, PPO"))
+    print(_table(summary, run_dir))
+    return 0
+
+
+def _say(message: str, enabled: bool) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _concat(history: list[dict]) -> dict:
+    return {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
+
+
+def _write_metrics(run_dir, trainer, settings, metrics) -> None:
+    grid, points = settings.grid_hparams()
+    rows = rundir._resolved_points(trainer, grid, points)
+    rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows))
+
+
+def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds) -> dict:
+    grid, points = settings.grid_hparams()
+    rows = rundir._resolved_points(trainer, grid, points)
+    final = np.asarray(metrics["episode_return_last100"])[:, :, -1]  # [G, S]
+    steps = int(np.asarray(metrics["env_steps"])[0, 0, -1])
+    agents = len(points) * settings.seeds
+    out = {"env_id": settings.config.env_id, "seeds": settings.seeds, "env_steps_per_seed": steps,
+           "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+           "env_steps_per_second": agents * steps / run_seconds if run_seconds > 0 else None,
+           "final_return_definition": "per seed: mean raw return of its last 100 completed episodes",
+           "grid_points": []}  # fmt: skip
+    for g, point in enumerate(points):
+        entry = {
+            "grid_point": g,
+            "swept": point,
+            "hparams": rows[g],
+            "final_return": summarize(final[g]),
+            "final_return_per_seed": [None if np.isnan(v) else float(v) for v in final[g]],
+        }
+        if eval_returns is not None:
+            entry["eval_return"] = summarize(eval_returns[g].mean(axis=-1))
+            entry["eval_return_per_seed"] = eval_returns[g].mean(axis=-1).tolist()
+        out["grid_points"].append(entry)
+    means = [p["final_return"]["mean"] for p in out["grid_points"]]
+    out["best_grid_point"] = int(np.nanargmax(means)) if np.isfinite(means).any() else None
+    return out
+
+
+def _table(summary: dict, run_dir: Path) -> str:
+    lines = [f"\n{summary['env_id']}: final return (mean of last 100 episodes) over {summary['seeds']} seed(s), "
+             f"{summary['env_steps_per_seed']} env steps per seed"]  # fmt: skip
+    header = f"  {'':2}{'grid point':<40} {'mean ± std':>20} {'95% CI':>22}"
+    has_eval = "eval_return" in summary["grid_points"][0]
+    lines.append(header + (f" {'eval':>10}" if has_eval else ""))
+    for point in summary["grid_points"]:
+        label = ", ".join(f"{k}={v:g}" for k, v in point["swept"].items()) or "defaults"
+        r = point["final_return"]
+        mark = "* " if point["grid_point"] == summary["best_grid_point"] and len(summary["grid_points"]) > 1 else "  "
+        row = f"  {mark}{label:<40} {r['mean']:>10.2f} ± {r['std']:<7.2f} [{r['ci95'][0]:>9.2f}, {r['ci95'][1]:>9.2f}]"
+        if has_eval:
+            row += f" {point['eval_return']['mean']:>10.2f}"
+        lines.append(row)
+    lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
+                 f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip
+    lines.append("wrote: " + ", ".join(str(run_dir / name) for name in (
+        rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SUMMARY_FILE, rundir.PLOT_FILE, rundir.CHECKPOINT_DIR)))  # fmt: skip
+    return "\n".join(lines)

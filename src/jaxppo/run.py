@@ -1,0 +1,316 @@
+"""Command line: ``python -m jaxppo.run --env CartPole-v1 --seeds 64`` (also the ``jaxppo`` script).
+
+All grid points x all seeds train in one compiled call. The loop runs in chunks of
+iterations between host-side checkpoint saves; a chunked run equals an unchunked one.
+Bad input gets a one-line error and exit status 2; Ctrl-C (or SIGTERM) finishes the
+current chunk, saves a checkpoint and the logs so far, and exits 130 (143).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import math
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+
+PROG = "python -m jaxppo.run"
+CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
+HPARAM_FIELDS = [f.name for f in dataclasses.fields(PPOHParams)]
+INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof")
+BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards")
+RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) and close-name suggestions for unknown flags."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments"):
+            known = [s for action in self._actions for s in action.option_strings]
+            unknown = message.split(":", 1)[1].split()
+            hints = [difflib.get_close_matches(u.split("=")[0], known, n=1) for u in unknown]
+            hint = "; ".join(f"did you mean {h[0]}?" for h in hints if h)
+            message = f"{message}{'; ' + hint if hint else ''} (see --help)"
+        raise ConfigError(message)
+
+
+def _int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _optional_number(text: str):
+    return None if text.lower() in ("none", "null", "off") else _number(text)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,64, got {text!r}") from None
+
+
+def _steps(text: str) -> int:
+    value = _number(text)  # accepts 5e5
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {text!r}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS)
+    run = p.add_argument_group("run")
+    run.add_argument("--env", dest="env_id", help="gymnax env id (default CartPole-v1)")
+    run.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="env constructor argument (repeatable)")
+    run.add_argument("--seeds", type=_int, help="number of seeds trained together (default 8)")
+    run.add_argument("--seed", type=_int, help="base random seed (default 0)")
+    run.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                     help="sweep a PPOHParams field; several --grid give the Cartesian product")  # fmt: skip
+    run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
+    run.add_argument("--out", metavar="DIR", help="run directory (default runs/<env>__<UTC timestamp>)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    run.add_argument("--checkpoint-every", type=_int, metavar="K", help="checkpoint every K iterations")
+    run.add_argument("--eval-episodes", type=_int, metavar="N", help="evaluate the final policies on N episodes")
+    run.add_argument("--deterministic-eval", action=argparse.BooleanOptionalAction,
+                     help="evaluate with the policy's mode (default) or --no-deterministic-eval to sample")  # fmt: skip
+    run.add_argument("--stochastic-eval", dest="deterministic_eval", action="store_false", help="sample actions")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof"):
+        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_steps if name == "total_timesteps" else _int)
+    for name in BOOL_FIELDS:
+        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction)
+    ppo.add_argument("--target-kl", dest="target_kl", type=_optional_number, help="early-stop KL, or none")
+    ppo.add_argument("--truncation", choices=["bootstrap", "terminate"])
+    ppo.add_argument("--hidden-sizes", dest="hidden_sizes", type=_int_list, metavar="64,64")
+    ppo.add_argument("--activation")
+    ppo.add_argument("--obs-clip", dest="obs_clip", type=_number)
+    ppo.add_argument("--reward-clip", dest="reward_clip", type=_number)
+    hp = p.add_argument_group("PPOHParams (traced; sweepable with --grid)")
+    for name in HPARAM_FIELDS:
+        hp.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_number)
+    return p
+
+
+# ------------------------------------------------------------ settings
+def _read_config_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} does not exist or is not a file; check the --config path")
+    try:
+        text = file.read_text()
+        if file.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except ConfigError:
+        raise
+    except Exception as error:  # tomllib/yaml/OS errors all mean "unreadable"
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"config file {path} is unreadable or malformed: {first_line}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    known = set(CONFIG_FIELDS) | set(HPARAM_FIELDS) | set(RUN_KEYS) | {"env", "env_id", "env_kwargs"}
+    normalised = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise ConfigError(
+                f"config file {path}: unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+            )
+        normalised["env_id" if name == "env" else name] = value
+    return normalised
+
+
+def _parse_grid(entries, from_file: dict | None) -> dict:
+    grid = {}
+    for name, values in (from_file or {}).items():
+        grid[str(name).replace("-", "_")] = list(values) if isinstance(values, list) else [values]
+    for entry in entries or []:
+        if "=" not in entry:
+            raise ConfigError(f"--grid {entry!r} is malformed; write --grid name=v1,v2 (e.g. learning_rate=1e-4,3e-4)")
+        name, _, text = entry.partition("=")
+        name = name.strip().replace("-", "_")
+        if not text.strip():
+            raise ConfigError(f"--grid {name} has no values; write --grid {name}=v1,v2")
+        try:
+            grid[name] = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ConfigError(f"--grid {name} values must be numbers, got {text!r}") from None
+    for name, values in grid.items():
+        if name not in HPARAM_FIELDS:
+            close = difflib.get_close_matches(name, HPARAM_FIELDS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(HPARAM_FIELDS)}"
+            raise ConfigError(f"--grid field {name!r} is not a PPOHParams field; {hint}")
+        if not values:
+            raise ConfigError(f"--grid {name} has no values; give at least one")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"--grid {name} values must be numbers, got {values!r}")
+    return grid
+
+
+def _parse_env_kwargs(entries, from_file) -> dict:
+    kwargs = dict(from_file or {})
+    for entry in entries or []:
+        key, sep, text = entry.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env-kwarg {entry!r} is malformed; write --env-kwarg name=value")
+        try:
+            kwargs[key] = json.loads(text)
+        except ValueError:
+            kwargs[key] = text
+    return kwargs
+
+
+def settings_from_args(args: dict, base: dict | None = None):
+    """Merge (stored run or config file) < explicit flags into ``RunSettings``."""
+    from jaxppo.rundir import RunSettings
+
+    merged = {**(base or {}), **{k: v for k, v in args.items() if k not in ("config",)}}
+    config_values = {k: merged[k] for k in CONFIG_FIELDS if k in merged and k != "env_kwargs"}
+    config_values["env_kwargs"] = _parse_env_kwargs(merged.get("env_kwarg"), merged.get("env_kwargs"))
+    for name in INT_FIELDS:
+        value = config_values.get(name)
+        if isinstance(value, float) and value.is_integer():
+            config_values[name] = int(value)
+    if "hidden_sizes" in config_values:
+        config_values["hidden_sizes"] = tuple(config_values["hidden_sizes"])
+    try:
+        config = PPOConfig(**config_values)
+    except TypeError as error:
+        raise ConfigError(f"invalid settings: {error}") from None
+    hparams = {name: float(merged[name]) for name in HPARAM_FIELDS if merged.get(name) is not None}
+    PPOHParams(**hparams).validate()
+    seeds, seed = int(merged.get("seeds", 8)), int(merged.get("seed", 0))
+    if seeds <= 0:
+        raise ConfigError(f"--seeds must be a positive integer, got {seeds}")
+    eval_episodes = int(merged.get("eval_episodes", 0))
+    if eval_episodes < 0:
+        raise ConfigError(f"--eval-episodes must be zero or positive, got {eval_episodes}")
+    return RunSettings(
+        config=config,
+        hparams=hparams,
+        grid=_parse_grid(merged.get("grid") if isinstance(merged.get("grid"), list) else None,
+                         merged.get("grid") if isinstance(merged.get("grid"), dict) else None),
+        seeds=seeds,
+        seed=seed,
+        eval_episodes=eval_episodes,
+        deterministic_eval=bool(merged.get("deterministic_eval", True)),
+    )  # fmt: skip
+
+
+def chunk_length(num_iterations: int, checkpoint_every: int | None) -> int:
+    """Iterations per compiled call: divides the run (one compilation) and the checkpoint period."""
+    if checkpoint_every:
+        return math.gcd(checkpoint_every, num_iterations)
+    divisors = [d for d in range(1, num_iterations + 1) if num_iterations % d == 0]
+    return min(divisors, key=lambda d: (abs(num_iterations / d - 10), -d))  # about 10 chunks
+
+
+# ------------------------------------------------------------ output dir
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    from jaxppo.rundir import CONFIG_FILE
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            what = "holds a run" if (out / CONFIG_FILE).exists() else "is not empty"
+            raise ConfigError(f"--out {out} {what}; pass --resume {out} to continue it, --overwrite, or another --out")
+        if not (out / CONFIG_FILE).exists():
+            raise ConfigError(f"--out {out} is not empty and not a jaxppo run; refusing to --overwrite it")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"--out {out} is not writable ({error.strerror}); choose another --out") from None
+
+
+# ------------------------------------------------------------ the run
+def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _main(argv) -> int:
+    args = vars(build_parser().parse_args(argv))
+    progress = args.pop("progress", True)
+    out_arg, overwrite, resume = args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None)
+    checkpoint_every = args.pop("checkpoint_every", None)
+    if checkpoint_every is not None and checkpoint_every <= 0:
+        raise ConfigError(f"--checkpoint-every must be a positive integer, got {checkpoint_every}")
+    file_settings = _read_config_file(args["config"]) if "config" in args else {}
+
+    from jaxppo import rundir
+
+    if resume:
+        run_dir = Path(resume)
+        stored = rundir.read_settings(run_dir)
+        if out_arg and Path(out_arg).resolve() != run_dir.resolve():
+            raise ConfigError(f"--out {out_arg} differs from --resume {resume}; a resumed run continues in place")
+        settings = settings_from_args({**file_settings, **args}, base=_settings_as_args(stored))
+        differences = stored.differences(settings)
+        if differences:
+            raise ConfigError(f"--resume {resume} with different settings: {'; '.join(differences)}")
+    else:
+        settings = settings_from_args({**file_settings, **args})
+        env_name = settings.config.env_id.replace("/", "_")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        run_dir = Path(out_arg) if out_arg else Path("runs") / f"{env_name}__{stamp}"
+
+    from jaxppo.train import make_trainer
+
+    trainer = make_trainer(settings.config)  # validates env and config before anything is written
+    settings.grid_hparams()  # validates the grid
+    if resume:
+        _, states, metrics = rundir.restore_checkpoint(
+            run_dir, rundir.abstract_states(trainer, settings), rundir.metric_names(trainer, settings)
+        )
+    else:
+        prepare_out_dir(run_dir, overwrite)
+        rundir.write_config(run_dir, settings, trainer)
+        states = metrics = None
+    from jaxppo.driver import train_run
+
+    return train_run(trainer, settings, run_dir, states, metrics, checkpoint_every, progress)
+
+
+def _settings_as_args(settings) -> dict:
+    data = settings.to_json()
+    return {**data["config"], **data["hparams"], "grid": data["grid"], "seeds": data["seeds"], "seed": data["seed"],
+            "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"]}  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

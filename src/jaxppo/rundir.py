@@ -1,0 +1,347 @@
+"""Run directories: resolved settings, metrics, summaries and orbax checkpoints.
+
+Every file is written atomically (temporary file, then rename), so a crash mid-write leaves
+the previous version intact; checkpoints use orbax's own atomic finalisation.
+
+Layout of a run directory::
+
+    config.json            settings, grid, seeds, versions, device
+    metrics.csv            one row per (grid point, seed, iteration)
+    summary.json           per grid point: final-return statistics across seeds, timings
+    learning_curves.png    return against env steps, mean and 95 % CI per grid point
+    checkpoints/<iter>/    orbax checkpoint of every seed's full TrainState (+ metrics so far)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams, hparam_grid
+from jaxppo.train import Trainer, make_trainer
+
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR = (
+    "config.json",
+    "metrics.csv",
+    "summary.json",
+    "learning_curves.png",
+    "checkpoints",
+)
+HPARAM_NAMES = [f.name for f in dataclasses.fields(PPOHParams)]
+# metrics.csv prefixes the grid point's hyperparameters: the metric "learning_rate" is the annealed value.
+HPARAM_COLUMNS = [f"hp_{name}" for name in HPARAM_NAMES]
+
+
+# ----------------------------------------------------------------- settings
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides a run's numbers; resume refuses any difference in these."""
+
+    config: PPOConfig
+    hparams: dict  # base hyperparameters given explicitly (None = env default)
+    grid: dict  # name -> list of values
+    seeds: int
+    seed: int
+    eval_episodes: int = 0
+    deterministic_eval: bool = True
+
+    def to_json(self) -> dict:
+        config = dataclasses.asdict(self.config)
+        config["env_kwargs"] = dict(self.config.env_kwargs)
+        config["hidden_sizes"] = list(self.config.hidden_sizes)
+        return {
+            "config": config,
+            "hparams": self.hparams,
+            "grid": self.grid,
+            "seeds": self.seeds,
+            "seed": self.seed,
+            "eval_episodes": self.eval_episodes,
+            "deterministic_eval": self.deterministic_eval,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunSettings:
+        config = dict(data["config"])
+        config["hidden_sizes"] = tuple(config["hidden_sizes"])
+        return cls(
+            config=PPOConfig(**config),
+            hparams=dict(data["hparams"]),
+            grid={k: list(v) for k, v in data["grid"].items()},
+            seeds=int(data["seeds"]),
+            seed=int(data["seed"]),
+            eval_episodes=int(data.get("eval_episodes", 0)),
+            deterministic_eval=bool(data.get("deterministic_eval", True)),
+        )
+
+    def differences(self, other: RunSettings) -> list[str]:
+        mine, theirs = _flatten(self.to_json()), _flatten(other.to_json())
+        return [
+            f"{key}: {mine.get(key)!r} in the run, {theirs.get(key)!r} now"
+            for key in sorted(set(mine) | set(theirs))
+            if mine.get(key) != theirs.get(key)
+        ]
+
+    def grid_hparams(self) -> tuple[PPOHParams, list[dict]]:
+        return hparam_grid(PPOHParams(**self.hparams), **self.grid)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "env_kwargs":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# ------------------------------------------------------------------- files
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment_info() -> dict:
+    import flax
+    import gymnax
+    import optax
+
+    from jaxppo import __version__
+
+    return {
+        "jaxppo": __version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "gymnax": getattr(gymnax, "__version__", "unknown"),
+        "python": platform.python_version(),
+        "devices": [str(d) for d in jax.devices()],
+        "platform": jax.default_backend(),
+    }
+
+
+def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer) -> None:
+    grid, points = settings.grid_hparams()
+    data = {
+        **settings.to_json(),
+        "resolved_config": {**dataclasses.asdict(resolved.config), "env_kwargs": dict(resolved.config.env_kwargs)},
+        "resolved_grid": _resolved_points(resolved, grid, points),
+        "num_iterations": resolved.config.num_iterations,
+        "env_steps_per_seed": resolved.config.env_steps,
+        "environment": environment_info(),
+    }
+    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
+    resolved = grid.resolve(trainer.spec.action_kind)
+    out = []
+    for g in range(len(points)):
+        out.append(
+            {name: float(np.broadcast_to(np.asarray(value), (len(points),))[g]) for name, value in resolved.items()}
+        )
+    return out
+
+
+def metrics_csv(metrics: dict, hparam_rows: list[dict]) -> str:
+    """Long format: one row per (grid point, seed, iteration); metrics are ``[G, S, n]``."""
+    names = sorted(k for k in metrics if k != "env_steps")
+    grid_size, seeds, iterations = np.shape(metrics["env_steps"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["grid_point", *HPARAM_COLUMNS, "seed", "iteration", "env_steps", *names])
+    arrays = {k: np.asarray(v) for k, v in metrics.items()}
+    for g in range(grid_size):
+        hp = [str(np.float32(hparam_rows[g][name])) for name in HPARAM_NAMES]
+        for s in range(seeds):
+            for i in range(iterations):
+                # str() of a numpy scalar is its shortest round-tripping repr (float32 stays short).
+                values = [str(arrays[name][g, s, i]) for name in names]
+                writer.writerow([g, *hp, s, i + 1, int(arrays["env_steps"][g, s, i]), *values])
+    return buffer.getvalue()
+
+
+def read_metrics_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ------------------------------------------------------------- checkpoints
+def _to_storable(tree):
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _checkpoint_manager(run_dir: Path, create: bool):
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager(
+        Path(run_dir).resolve() / CHECKPOINT_DIR,
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=create),
+    )
+
+
+def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> None:
+    import orbax.checkpoint as ocp
+
+    manager = _checkpoint_manager(run_dir, create=True)
+    try:
+        payload = {"states": _to_storable(states), "metrics": metrics}
+        manager.save(int(iteration), args=ocp.args.StandardSave(payload), force=True)
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
+def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
+    """Latest complete checkpoint as ``(iteration, states, metrics)``; ``ConfigError`` if none."""
+    import orbax.checkpoint as ocp
+
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        raise ConfigError(f"{run_dir} has no checkpoints/ to resume from; start a new run instead of --resume")
+    manager = _checkpoint_manager(run_dir, create=False)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise ConfigError(f"{directory} holds no complete checkpoint; start a new run instead of --resume")
+        leading = np.shape(jax.tree.leaves(abstract_states)[0])[:2]
+        target = {
+            "states": jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32) if _is_key(x) else x, abstract_states
+            ),
+            "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), _METRIC_DTYPES.get(name, jnp.float32))
+                        for name in metric_names},
+        }  # fmt: skip
+        try:
+            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as error:  # orbax raises many types for damaged files
+            raise ConfigError(
+                f"checkpoint {directory / str(step)} is unreadable ({type(error).__name__}); "
+                f"delete it to fall back to an earlier one, or start a new run"
+            ) from None
+    finally:
+        manager.close()
+    states = jax.tree.map(
+        lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
+        restored["states"],
+        abstract_states,
+    )
+    return step, states, restored["metrics"]
+
+
+_METRIC_DTYPES = {"env_steps": jnp.int32, "episodes": jnp.int32, "update_epochs_done": jnp.int32}
+
+
+# ---------------------------------------------------------------- loading
+class LoadedRun(NamedTuple):
+    run_dir: Path
+    settings: RunSettings
+    trainer: Trainer
+    states: Any  # TrainState with leading axes [G, S]
+    metrics: dict
+    iteration: int
+    grid_points: list[dict]
+
+    @property
+    def num_grid_points(self) -> int:
+        return len(self.grid_points)
+
+    @property
+    def num_seeds(self) -> int:
+        return self.settings.seeds
+
+
+def read_settings(run_dir: Path) -> RunSettings:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a jaxppo run directory (no {CONFIG_FILE}); pass the --out of a run")
+    try:
+        return RunSettings.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{path} is malformed ({error}); it was not written by this jaxppo version") from None
+
+
+def abstract_states(trainer: Trainer, settings: RunSettings):
+    grid, _ = settings.grid_hparams()
+    keys = run_keys(settings)
+    return jax.eval_shape(batched_init(trainer), keys, grid)
+
+
+def run_keys(settings: RunSettings) -> jax.Array:
+    """Seed ``s`` gets the same key at every grid point (common random numbers)."""
+    return jax.random.split(jax.random.key(settings.seed), settings.seeds)
+
+
+def batched_init(trainer: Trainer):
+    return jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0))
+
+
+def load_run(run_dir) -> LoadedRun:
+    run_dir = Path(run_dir)
+    settings = read_settings(run_dir)
+    trainer = make_trainer(settings.config)
+    iteration, states, metrics = restore_checkpoint(
+        run_dir, abstract_states(trainer, settings), metric_names(trainer, settings)
+    )
+    _, points = settings.grid_hparams()
+    return LoadedRun(run_dir, settings, trainer, states, metrics, iteration, points)
+
+
+def metric_names(trainer: Trainer, settings: RunSettings) -> list[str]:
+    hparams = PPOHParams(**settings.hparams)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
+    return list(jax.eval_shape(trainer.step, state, hparams)[1])
+
+
+def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool = True):
+    """A jitted ``act(obs, key) -> action`` for one trained agent of a run directory.
+
+    ``obs`` is one raw observation or a batch of them; observation normalisation (if the
+    run used it) is applied with the agent's final statistics.
+    """
+    from jaxppo.evaluate import make_act
+
+    run = load_run(run_dir)
+    if not 0 <= seed < run.num_seeds:
+        raise ConfigError(f"seed {seed} is out of range; the run has seeds 0..{run.num_seeds - 1}")
+    if not 0 <= grid_point < run.num_grid_points:
+        raise ConfigError(f"grid_point {grid_point} is out of range; the run has 0..{run.num_grid_points - 1}")
+    agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
+    act = make_act(run.trainer, deterministic)
+    return jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))
