@@ -1,7 +1,9 @@
 """jaxppo: PPO in JAX, one compiled call for many seeds and hyperparameter grids."""
 
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
+from jaxppo.evaluate import evaluate
 from jaxppo.gae import compute_gae
+from jaxppo.rundir import load_policy, load_run
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
 
 __version__ = "0.1.0"
@@ -15,6 +17,9 @@ __all__ = [
     "Trainer",
     "compute_gae",
     "default_hparams",
+    "evaluate",
+    "load_policy",
+    "load_run",
     "hparam_grid",
     "make_train",
     "make_trainer",

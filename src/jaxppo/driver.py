@@ -145,11 +145,12 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
 
     eval_returns = None
     if settings.eval_episodes:
-        evaluate_all = jax.jit(jax.vmap(jax.vmap(
-            lambda p, s, k: evaluate(trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval)
-        )))  # fmt: skip
-        keys = jax.random.split(jax.random.key(settings.seed + 1), grid_size * seeds).reshape(grid_size, seeds)
-        eval_returns = np.asarray(evaluate_all(states.params, states.obs_stats, keys))
+        evaluate_all = jax.jit(
+            lambda p, s, k: evaluate(
+                trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval, batch_dims=2
+            )
+        )
+        eval_returns = np.asarray(evaluate_all(states.params, states.obs_stats, jax.random.key(settings.seed + 1)))
 
     summary = _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds)
     rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
