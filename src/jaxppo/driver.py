@@ -105,7 +105,7 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
          f"{config.num_iterations} iterations of {config.batch_size} steps; writing {run_dir}", show_progress)  # fmt: skip
     t0 = time.perf_counter()
     if states is None:
-        states = jax.jit(rundir.batched_init(trainer))(rundir.run_keys(settings), grid)
+        states = jax.jit(rundir.batched_init(trainer, grid_size))(rundir.run_keys(settings), grid)
     compiled = {}
 
     def compiled_chunk(length):

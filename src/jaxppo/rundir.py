@@ -298,9 +298,8 @@ def read_settings(run_dir: Path) -> RunSettings:
 
 
 def abstract_states(trainer: Trainer, settings: RunSettings):
-    grid, _ = settings.grid_hparams()
-    keys = run_keys(settings)
-    return jax.eval_shape(batched_init(trainer), keys, grid)
+    grid, points = settings.grid_hparams()
+    return jax.eval_shape(batched_init(trainer, len(points)), run_keys(settings), grid)
 
 
 def run_keys(settings: RunSettings) -> jax.Array:
@@ -308,8 +307,9 @@ def run_keys(settings: RunSettings) -> jax.Array:
     return jax.random.split(jax.random.key(settings.seed), settings.seeds)
 
 
-def batched_init(trainer: Trainer):
-    return jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0))
+def batched_init(trainer: Trainer, grid_size: int):
+    """``(keys [S], grid [G]) -> TrainState [G, S]`` (a grid of defaults has no leaves: pass its size)."""
+    return jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0), axis_size=grid_size)
 
 
 def load_run(run_dir) -> LoadedRun:
