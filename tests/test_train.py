@@ -175,3 +175,20 @@ def test_normalisation_statistics_are_per_seed():
     assert stats.mean.shape == (2, 3)
     assert float(stats.count[0]) == pytest.approx(1e-4 + 257, rel=1e-6)  # reset obs + 256 steps, one env
     assert not np.allclose(stats.mean[0], stats.mean[1])
+
+
+def test_a_diverging_grid_point_is_flagged_frozen_and_contained():
+    config = SMALL.replace(total_timesteps=4 * 512)
+    train = jaxppo.make_train(config)
+    keys = jax.random.split(jax.random.key(0), 2)
+    grid, _ = jaxppo.hparam_grid(learning_rate=[2.5e-4, 1e30])  # the second one overflows at once
+    result = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))(keys, grid)
+    np.testing.assert_array_equal(result.state.diverged_at, [[-1, -1], [1, 1]])
+    np.testing.assert_array_equal(result.metrics["diverged"][1], np.ones((2, 4)))
+    assert not np.any(result.metrics["diverged"][0])
+    for leaf in jax.tree.leaves(result.state.params):
+        assert np.all(np.isfinite(leaf))  # the rejected updates never reached the state
+    initial = jax.vmap(jaxppo.make_trainer(config).init, in_axes=(0, None))(keys, jaxppo.PPOHParams())
+    assert tree_equal(jax.tree.map(lambda x: x[1], result.state.params), initial.params)  # frozen at init
+    healthy = jax.jit(train)(keys[0], jaxppo.PPOHParams(learning_rate=2.5e-4))
+    assert_tree_close(jax.tree.map(lambda x: x[0, 0], result.state.params), healthy.state.params)

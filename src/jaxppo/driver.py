@@ -152,7 +152,8 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
         )
         eval_returns = np.asarray(evaluate_all(states.params, states.obs_stats, jax.random.key(settings.seed + 1)))
 
-    summary = _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds)
+    diverged_at = np.asarray(states.diverged_at)
+    summary = _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds, diverged_at)
     rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     from jaxppo.plot import curves_from_csv, render
 
@@ -177,7 +178,7 @@ def _write_metrics(run_dir, trainer, settings, metrics) -> None:
     rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows))
 
 
-def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds) -> dict:
+def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds, diverged_at) -> dict:
     grid, points = settings.grid_hparams()
     rows = rundir._resolved_points(trainer, grid, points)
     final = np.asarray(metrics["episode_return_last100"])[:, :, -1]  # [G, S]
@@ -195,6 +196,8 @@ def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seco
             "hparams": rows[g],
             "final_return": summarize(final[g]),
             "final_return_per_seed": [None if np.isnan(v) else float(v) for v in final[g]],
+            # Non-finite loss or parameters: updates rejected from that iteration on (frozen).
+            "diverged": [{"seed": s, "iteration": int(i)} for s, i in enumerate(diverged_at[g]) if i >= 0],
         }
         if eval_returns is not None:
             entry["eval_return"] = summarize(eval_returns[g].mean(axis=-1))
@@ -218,6 +221,9 @@ def _table(summary: dict, run_dir: Path) -> str:
         row = f"  {mark}{label:<40} {r['mean']:>10.2f} ± {r['std']:<7.2f} [{r['ci95'][0]:>9.2f}, {r['ci95'][1]:>9.2f}]"
         if has_eval:
             row += f" {point['eval_return']['mean']:>10.2f}"
+        if point["diverged"]:
+            first = min(d["iteration"] for d in point["diverged"])
+            row += f"  DIVERGED: {len(point['diverged'])} seed(s), first at iteration {first} (frozen)"
         lines.append(row)
     lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
                  f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip

@@ -265,7 +265,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
     return step, states, restored["metrics"]
 
 
-_METRIC_DTYPES = {"env_steps": jnp.int32, "episodes": jnp.int32, "update_epochs_done": jnp.int32}
+_METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged")}
 
 
 # ---------------------------------------------------------------- loading

@@ -44,6 +44,7 @@ class TrainState:
     recent_count: jax.Array  # completed episodes so far
     key: jax.Array
     iteration: jax.Array  # iterations done
+    diverged_at: jax.Array  # 1-based iteration whose update went non-finite (then frozen); -1 if never
 
 
 @struct.dataclass
@@ -149,6 +150,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             recent_count=jnp.zeros((), jnp.int32),
             key=key,
             iteration=jnp.zeros((), jnp.int32),
+            diverged_at=jnp.full((), -1, jnp.int32),
         )
 
     # --------------------------------------------------------------- rollout
@@ -313,11 +315,20 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             jax.random.split(epoch_key, config.update_epochs),
         )
 
+        # Divergence guard: an update that makes the loss or the parameters non-finite is
+        # rejected and the agent is frozen from then on, so its NaNs never reach its state.
+        iteration = state.iteration + 1
+        finite = _all_finite((params, opt_state, last["policy_loss"], last["value_loss"]))
+        healthy = (state.diverged_at < 0) & finite
+        params, opt_state = jax.tree.map(
+            lambda new, old: jnp.where(healthy, new, old), (params, opt_state), (state.params, state.opt_state)
+        )
+        diverged_at = jnp.where((state.diverged_at < 0) & ~finite, iteration, state.diverged_at)
+
         num_done = traj.episode_done.sum()
         recent_returns, recent_count = _record_episodes(
             state.recent_returns, state.recent_count, traj.done_return, traj.episode_done
         )
-        iteration = state.iteration + 1
         metrics = {
             **last,
             "clipfrac": clipfrac_sum / (epochs_done * config.num_minibatches),
@@ -329,12 +340,14 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             "learning_rate": learning_rate,
             "update_epochs_done": epochs_done,
             "env_steps": iteration * config.batch_size,
+            "diverged": (diverged_at >= 0).astype(jnp.int32),
         }
         state = state.replace(
             params=params,
             opt_state=opt_state,
             key=key,
             iteration=iteration,
+            diverged_at=diverged_at,
             recent_returns=recent_returns,
             recent_count=recent_count,
         )
@@ -367,6 +380,11 @@ def shuffle_into_minibatches(key: jax.Array, batch, num_minibatches: int):
         lambda x: x[permutation].reshape((num_minibatches, batch_size // num_minibatches) + x.shape[1:]),
         batch,
     )
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def _record_episodes(buffer, count, done_returns, done_mask):
