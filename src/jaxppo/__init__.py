@@ -3,6 +3,7 @@
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
 from jaxppo.evaluate import evaluate
 from jaxppo.gae import compute_gae
+from jaxppo.parallel import train_many, use_host_devices
 from jaxppo.rundir import load_policy, load_run
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
 
@@ -23,4 +24,6 @@ __all__ = [
     "hparam_grid",
     "make_train",
     "make_trainer",
+    "train_many",
+    "use_host_devices",
 ]

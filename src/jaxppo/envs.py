@@ -10,9 +10,7 @@ import difflib
 import math
 from typing import Any, NamedTuple
 
-import gymnax
 import numpy as np
-from gymnax.environments import environment, spaces
 
 from jaxppo.config import ActionKind, ConfigError
 
@@ -29,12 +27,21 @@ class EnvSpec(NamedTuple):
     obs_size: int
 
 
+# gymnax is imported inside the functions: importing it initialises jax's backends, which must
+# wait until the CLI has chosen the number of host devices (see parallel.use_host_devices).
+
+
 def registered_env_ids() -> list[str]:
+    import gymnax
+
     return list(gymnax.registered_envs)
 
 
 def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
     """Build an ``EnvSpec`` from an id, or from a user's ``env`` (and optional ``env_params``)."""
+    import gymnax
+    from gymnax.environments import environment
+
     if env is None:
         if env_id not in gymnax.registered_envs:
             close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)
@@ -56,6 +63,8 @@ def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
 
 
 def _spec(env, env_params) -> EnvSpec:
+    from gymnax.environments import spaces
+
     name = getattr(env, "name", type(env).__name__)
     action_space = env.action_space(env_params)
     obs_space = env.observation_space(env_params)

@@ -25,7 +25,7 @@ CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
 HPARAM_FIELDS = [f.name for f in dataclasses.fields(PPOHParams)]
 INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof")
 BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards")
-RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg")
+RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="evaluate with the policy's mode (default) or --no-deterministic-eval to sample")  # fmt: skip
     run.add_argument("--stochastic-eval", dest="deterministic_eval", action="store_false", help="sample actions")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    run.add_argument("--seed-chunk", type=_int, metavar="M",
+                     help="train seeds in sequential chunks of M (bounds memory; same results)")  # fmt: skip
+    run.add_argument("--host-devices", type=_int, metavar="N",
+                     help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
     ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof"):
         ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_steps if name == "total_timesteps" else _int)
@@ -209,6 +213,9 @@ def settings_from_args(args: dict, base: dict | None = None):
     seeds, seed = int(merged.get("seeds", 8)), int(merged.get("seed", 0))
     if seeds <= 0:
         raise ConfigError(f"--seeds must be a positive integer, got {seeds}")
+    seed_chunk = merged.get("seed_chunk")
+    if seed_chunk is not None and int(seed_chunk) <= 0:
+        raise ConfigError(f"--seed-chunk must be a positive integer, got {seed_chunk}")
     eval_episodes = int(merged.get("eval_episodes", 0))
     if eval_episodes < 0:
         raise ConfigError(f"--eval-episodes must be zero or positive, got {eval_episodes}")
@@ -221,6 +228,7 @@ def settings_from_args(args: dict, base: dict | None = None):
         seed=seed,
         eval_episodes=eval_episodes,
         deterministic_eval=bool(merged.get("deterministic_eval", True)),
+        seed_chunk=None if seed_chunk is None else int(seed_chunk),
     )  # fmt: skip
 
 
@@ -265,6 +273,12 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = vars(build_parser().parse_args(argv))
+    host_devices = args.pop("host_devices", None)
+    if host_devices is not None and host_devices <= 0:
+        raise ConfigError(f"--host-devices must be a positive integer, got {host_devices}")
+    from jaxppo.parallel import use_host_devices
+
+    use_host_devices(host_devices)  # before anything starts jax's backends
     progress = args.pop("progress", True)
     out_arg, overwrite, resume = args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None)
     checkpoint_every = args.pop("checkpoint_every", None)
@@ -309,7 +323,8 @@ def _main(argv) -> int:
 def _settings_as_args(settings) -> dict:
     data = settings.to_json()
     return {**data["config"], **data["hparams"], "grid": data["grid"], "seeds": data["seeds"], "seed": data["seed"],
-            "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"]}  # fmt: skip
+            "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"],
+            "seed_chunk": data["seed_chunk"]}  # fmt: skip
 
 
 if __name__ == "__main__":

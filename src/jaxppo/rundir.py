@@ -55,6 +55,7 @@ class RunSettings:
     seed: int
     eval_episodes: int = 0
     deterministic_eval: bool = True
+    seed_chunk: int | None = None  # seeds per lax.map chunk (bounds memory); part of the numerics' layout
 
     def to_json(self) -> dict:
         config = dataclasses.asdict(self.config)
@@ -68,6 +69,7 @@ class RunSettings:
             "seed": self.seed,
             "eval_episodes": self.eval_episodes,
             "deterministic_eval": self.deterministic_eval,
+            "seed_chunk": self.seed_chunk,
         }
 
     @classmethod
@@ -82,6 +84,7 @@ class RunSettings:
             seed=int(data["seed"]),
             eval_episodes=int(data.get("eval_episodes", 0)),
             deterministic_eval=bool(data.get("deterministic_eval", True)),
+            seed_chunk=data.get("seed_chunk"),
         )
 
     def differences(self, other: RunSettings) -> list[str]:
@@ -134,20 +137,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def environment_info() -> dict:
-    import flax
-    import gymnax
-    import optax
+    from importlib.metadata import PackageNotFoundError, version
 
-    from jaxppo import __version__
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     return {
-        "jaxppo": __version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "gymnax": getattr(gymnax, "__version__", "unknown"),
+        **{
+            name: installed(name) for name in ("jaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint")
+        },
         "python": platform.python_version(),
         "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
         "platform": jax.default_backend(),
     }
 

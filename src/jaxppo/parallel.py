@@ -1,0 +1,159 @@
+"""Seeds across devices: ``jax.sharding`` on the seed axis, padding, and seed chunks.
+
+- ``use_host_devices()`` makes XLA:CPU expose one device per core (call it before jax runs
+  anything); the CLI does it by default. On a 2-core CPU, 8 seeds ran about 2.4x faster sharded
+  over 2 host devices than on one.
+- ``train_many(config, keys, hparams)`` trains seeds (and a grid) sharded over all local
+  devices with a ``Mesh``/``NamedSharding`` on the seed axis. Seed counts that do not divide
+  the device count are padded with copies of the last seed, dropped afterwards (vmapped seeds
+  are independent, so padding never changes a real seed's numbers).
+- ``seed_chunk``: ``lax.map`` over chunks of vmapped seeds bounds device memory; same results.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+from jaxppo.train import TrainResult, make_train
+
+SEED_AXIS = "seeds"
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def use_host_devices(count: int | None = None) -> bool:
+    """Ask XLA:CPU for ``count`` host devices (default: one per core) via ``XLA_FLAGS``.
+
+    Takes effect only before jax initialises its backends (before any computation); returns
+    whether it could. An explicit device count already in ``XLA_FLAGS`` is kept. Harmless on
+    GPU/TPU machines (it only concerns the CPU platform).
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _DEVICE_COUNT_FLAG in flags:
+        return False
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        return False
+    count = count or os.cpu_count() or 1
+    os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_COUNT_FLAG}={count}".strip()
+    return True
+
+
+def host_device_count_requested() -> int | None:
+    match = re.search(rf"{_DEVICE_COUNT_FLAG}=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return int(match.group(1)) if match else None
+
+
+def seed_mesh(devices=None) -> Mesh:
+    return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), (SEED_AXIS,))
+
+
+def padded_seed_count(seeds: int, devices: int, seed_chunk: int | None = None) -> tuple[int, int]:
+    """``(padded seeds, seeds per chunk)``: chunks hold a multiple of the device count."""
+    per_chunk = seeds if not seed_chunk else min(seed_chunk, seeds)
+    per_chunk = math.ceil(per_chunk / devices) * devices
+    return math.ceil(seeds / per_chunk) * per_chunk, per_chunk
+
+
+def pad_seeds(tree, axis: int, size: int):
+    """Pad the seed axis to ``size`` with copies of the last seed (key arrays included)."""
+    current = jax.tree.leaves(tree)[0].shape[axis]
+    if current == size:
+        return tree
+    index = jnp.concatenate([jnp.arange(current), jnp.full(size - current, current - 1)])
+    return jax.tree.map(lambda x: jnp.take(x, index, axis=axis), tree)
+
+
+def seed_chunked(fn, chunks: int):
+    """``fn(batched, *rest)`` vmapped over axis 0 of ``batched``, in ``chunks`` sequential pieces.
+
+    ``chunks == 1`` is a plain vmap; more chunks run through ``lax.map`` to bound memory.
+    """
+
+    def run(batched, *rest):
+        over_seeds = jax.vmap(lambda b: fn(b, *rest))
+        if chunks == 1:
+            return over_seeds(batched)
+        pieces = jax.tree.map(lambda x: x.reshape((chunks, x.shape[0] // chunks) + x.shape[1:]), batched)
+        out = jax.lax.map(over_seeds, pieces)
+        return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), out)
+
+    return run
+
+
+def shard_seeds(fn, mesh: Mesh, in_axes, out_axis: int):
+    """Run ``fn`` on each device's own slice of the seed axis (``shard_map``), no communication.
+
+    ``in_axes[i]`` is the seed axis of argument ``i`` (``None``: replicated); every output has
+    its seed axis at ``out_axis``. Keeping devices independent matters on CPU: collectives
+    between more host devices than cores can stall XLA's rendezvous.
+    """
+
+    def spec(axis):
+        return P() if axis is None else P(*([None] * axis), SEED_AXIS)
+
+    return jax.shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=tuple(spec(a) for a in in_axes),
+        out_specs=spec(out_axis),
+        check_vma=False,
+    )
+
+
+def train_many(
+    config: PPOConfig,
+    keys: jax.Array,
+    hparams: PPOHParams | None = None,
+    *,
+    env=None,
+    env_params=None,
+    devices=None,
+    seed_chunk: int | None = None,
+) -> TrainResult:
+    """Train ``len(keys)`` seeds (x a grid) sharded over local devices; one compiled call.
+
+    ``hparams`` with scalar leaves gives results ``[S, ...]``; with a leading grid axis
+    (``hparam_grid``) results are ``[G, S, ...]``. Compiles on every call.
+    """
+    hparams = PPOHParams() if hparams is None else hparams
+    hparams.validate()
+    if seed_chunk is not None and seed_chunk <= 0:
+        raise ConfigError(f"seed_chunk must be a positive integer, got {seed_chunk}")
+    train = make_train(config, env=env, env_params=env_params)
+    leaves = jax.tree.leaves(hparams)
+    grid = bool(leaves) and np.ndim(leaves[0]) > 0
+    mesh = seed_mesh(devices)
+    seeds = keys.shape[0]
+    padded, per_chunk = padded_seed_count(seeds, mesh.size, seed_chunk)
+    seed_axis = 1 if grid else 0
+    over_seeds = seed_chunked(train, padded // per_chunk)
+    fn = jax.vmap(over_seeds, in_axes=(None, 0)) if grid else over_seeds
+    fn = shard_seeds(fn, mesh, in_axes=(0, None), out_axis=seed_axis)
+    keys = jax.device_put(pad_seeds(keys, 0, padded), NamedSharding(mesh, P(SEED_AXIS)))
+    result = jax.jit(fn)(keys, hparams)
+    return host_slice(result, seeds, seed_axis)
+
+
+def host_slice(tree, size: int, axis: int):
+    """Keep the first ``size`` seeds, on the host (numpy; key arrays stay keys).
+
+    Slicing a sharded array on device would need a collective, which can stall XLA:CPU
+    when there are more host devices than cores.
+    """
+
+    def one(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(jnp.asarray(one(jax.random.key_data(x))))
+        return np.take(jax.device_get(x), np.arange(size), axis=axis)
+
+    return jax.tree.map(one, tree)
