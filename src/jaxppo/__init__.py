@@ -1,7 +1,7 @@
 """jaxppo: PPO in JAX, one compiled call for many seeds and hyperparameter grids."""
 
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
-from jaxppo.evaluate import evaluate
+from jaxppo.evaluation import evaluate
 from jaxppo.gae import compute_gae
 from jaxppo.parallel import train_many, use_host_devices
 from jaxppo.rundir import load_policy, load_run

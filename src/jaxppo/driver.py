@@ -16,9 +16,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from jaxppo import rundir
-from jaxppo.evaluate import evaluate
+from jaxppo import parallel, rundir
+from jaxppo.evaluation import evaluate
 from jaxppo.stats import summarize
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -54,24 +56,34 @@ class Stopper:
 
 
 class Progress:
-    """tqdm bar over env steps of all agents, fed from inside the compiled loop."""
+    """tqdm bar over env steps of all agents, fed from inside the compiled loop.
 
-    def __init__(self, total_steps: int, agents: int, enabled: bool, start_steps: int = 0):
-        self.enabled, self.agents = enabled, agents
+    Each device reports its own seeds (from ``first_seed`` on); padded seeds are ignored and
+    the bar shows the slowest device's position.
+    """
+
+    def __init__(self, total_steps: int, grid_size: int, seeds: int, enabled: bool, start_steps: int = 0):
+        self.agents, self.seeds = grid_size * seeds, seeds
+        self.latest = {}  # first seed of a device -> (env steps, returns [G, its real seeds])
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps * agents, initial=start_steps * agents, unit="step",
+            self.bar = tqdm(total=total_steps * self.agents, initial=start_steps * self.agents, unit="step",
                             unit_scale=True, dynamic_ncols=True, file=sys.stderr, desc="training")  # fmt: skip
 
-    def on_iteration(self, env_steps, returns):
-        returns = np.asarray(returns, np.float64)
-        if np.isfinite(returns).any():
-            self.bar.set_postfix_str(
-                f"return mean {np.nanmean(returns):.1f} min {np.nanmin(returns):.1f}", refresh=False
-            )
-        self.bar.update(int(np.max(env_steps)) * self.agents - self.bar.n)  # redraws at most every 0.1 s
+    def on_iteration(self, first_seed, env_steps, returns):
+        if self.bar is None:
+            return
+        first_seed = int(first_seed)
+        returns = np.asarray(returns, np.float64)[:, : max(0, self.seeds - first_seed)]
+        self.latest[first_seed] = (int(np.max(env_steps)), returns)
+        steps = min(s for s, _ in self.latest.values())
+        values = np.concatenate([r.reshape(-1) for _, r in self.latest.values()])
+        if np.isfinite(values).any():
+            self.bar.set_postfix_str(f"return mean {np.nanmean(values):.1f} min {np.nanmin(values):.1f}", refresh=False)
+        if steps * self.agents > self.bar.n:
+            self.bar.update(steps * self.agents - self.bar.n)  # redraws at most every 0.1 s
 
     def close(self):
         if self.bar is not None:
@@ -79,6 +91,7 @@ class Progress:
 
 
 def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_every, show_progress: bool) -> int:
+    """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming."""
     from jaxppo.run import chunk_length
 
     grid, points = settings.grid_hparams()
@@ -88,54 +101,69 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
     done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
     chunk = chunk_length(total, checkpoint_every)
     history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
-    step_all = jax.vmap(jax.vmap(trainer.step, in_axes=(0, None)), in_axes=(0, 0))  # states [G, S], grid [G]
+
+    # Seeds are sharded over the local devices (one per CPU core by default) and padded to fill
+    # them; each device runs its own seeds, with no communication, in seed_chunk pieces if asked.
+    mesh = parallel.seed_mesh()
+    padded, per_chunk = parallel.padded_seed_count(seeds, mesh.size, settings.seed_chunk)
+    local_seeds = padded // mesh.size
+    step_local = jax.vmap(parallel.seed_chunked(trainer.step, padded // per_chunk), axis_size=grid_size)
+    progress = None  # created after compilation; the callback looks it up when called
 
     def run_chunk(states, grid, length):
         def body(states, _):
-            states, m = step_all(states, grid)
+            states, m = step_local(states, grid)
             if show_progress:
-                # Looked up when called: the bar is created after compilation.
-                jax.debug.callback(lambda *a: progress.on_iteration(*a), m["env_steps"], m["episode_return_last100"])
+                first_seed = jax.lax.axis_index(parallel.SEED_AXIS) * local_seeds
+                jax.debug.callback(
+                    lambda *a: progress.on_iteration(*a), first_seed, m["env_steps"], m["episode_return_last100"]
+                )
             return states, m
 
         states, m = jax.lax.scan(body, states, None, length=length)
         return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
 
-    _say(f"jaxppo: {settings.config.env_id}, {grid_size} grid point(s) x {seeds} seed(s), "
-         f"{config.num_iterations} iterations of {config.batch_size} steps; writing {run_dir}", show_progress)  # fmt: skip
-    t0 = time.perf_counter()
-    if states is None:
-        states = jax.jit(rundir.batched_init(trainer, grid_size))(rundir.run_keys(settings), grid)
-    compiled = {}
-
-    def compiled_chunk(length):
-        if length not in compiled:
-            compiled[length] = jax.jit(run_chunk, static_argnums=2).lower(states, grid, length).compile()
-        return compiled[length]
-
-    compiled_chunk(min(chunk, total - done) if done < total else chunk)
-    compile_seconds = time.perf_counter() - t0
-    _say(f"compiled in {compile_seconds:.1f} s", show_progress)
-
-    progress = Progress(config.env_steps, grid_size * seeds, show_progress, done * config.batch_size)
-    run_seconds = 0.0
+    _say(f"jaxppo: {settings.config.env_id}, {grid_size} grid point(s) x {seeds} seed(s) on {mesh.size} "
+         f"device(s), {total} iterations of {config.batch_size} steps; writing {run_dir}", show_progress)  # fmt: skip
     stopped = None
-    with Stopper() as stopper:
+    with Stopper() as stopper:  # a signal while compiling stops after the first chunk
+        t0 = time.perf_counter()
+        if states is None:
+            keys = parallel.pad_seeds(rundir.run_keys(settings), 0, padded)
+            states = jax.jit(rundir.batched_init(trainer, grid_size))(keys, grid)
+        else:
+            states = parallel.pad_seeds(states, 1, padded)
+        states = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
+        compiled = {}
+
+        def compiled_chunk(length):
+            if length not in compiled:
+                sharded = parallel.shard_seeds(lambda st, hp: run_chunk(st, hp, length), mesh, (1, None), 1)
+                compiled[length] = jax.jit(sharded).lower(states, grid).compile()
+            return compiled[length]
+
+        compiled_chunk(min(chunk, total - done) if done < total else chunk)
+        compile_seconds = time.perf_counter() - t0
+        _say(f"compiled in {compile_seconds:.1f} s", show_progress)
+
+        progress = Progress(config.env_steps, grid_size, seeds, show_progress, done * config.batch_size)
+        run_seconds = 0.0
         while done < total:
             length = min(chunk - done % chunk, total - done)
             t1 = time.perf_counter()
             states, chunk_metrics = compiled_chunk(length)(states, grid)
-            history.append(jax.tree.map(np.asarray, chunk_metrics))
+            history.append(parallel.host_slice(chunk_metrics, seeds, axis=1))
             run_seconds += time.perf_counter() - t1
             done += length
             if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
                 metrics = _concat(history)
                 history = [metrics]
-                rundir.save_checkpoint(run_dir, done, states, metrics)
+                rundir.save_checkpoint(run_dir, done, parallel.host_slice(states, seeds, axis=1), metrics)
                 _write_metrics(run_dir, trainer, settings, metrics)
             if stopper.signal and done < total:
                 stopped = stopper.signal
                 break
+    states = parallel.host_slice(states, seeds, axis=1)
     progress.close()
     metrics = _concat(history)
     if stopped is not None:

@@ -75,7 +75,7 @@ def _steps(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS)
+    p = _Parser(prog=PROG, description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS, allow_abbrev=False)
     run = p.add_argument_group("run")
     run.add_argument("--env", dest="env_id", help="gymnax env id (default CartPole-v1)")
     run.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="env constructor argument (repeatable)")
@@ -154,9 +154,13 @@ def _read_config_file(path: str) -> dict:
 def _parse_grid(entries, from_file: dict | None) -> dict:
     grid = {}
     for name, values in (from_file or {}).items():
-        grid[str(name).replace("-", "_")] = list(values) if isinstance(values, list) else [values]
+        values = values if isinstance(values, list) else [values]
+        try:  # YAML reads 1e-3 as a string
+            grid[str(name).replace("-", "_")] = [float(v) if isinstance(v, str) else v for v in values]
+        except ValueError:
+            raise ConfigError(f"grid {name} values must be numbers, got {values!r}") from None
     for entry in entries or []:
-        if "=" not in entry:
+        if not isinstance(entry, str) or "=" not in entry:
             raise ConfigError(f"--grid {entry!r} is malformed; write --grid name=v1,v2 (e.g. learning_rate=1e-4,3e-4)")
         name, _, text = entry.partition("=")
         name = name.strip().replace("-", "_")
@@ -179,6 +183,8 @@ def _parse_grid(entries, from_file: dict | None) -> dict:
 
 
 def _parse_env_kwargs(entries, from_file) -> dict:
+    if from_file is not None and not isinstance(from_file, dict):
+        raise ConfigError(f"env_kwargs must be a table of name = value, got {from_file!r}")
     kwargs = dict(from_file or {})
     for entry in entries or []:
         key, sep, text = entry.partition("=")
@@ -191,45 +197,76 @@ def _parse_env_kwargs(entries, from_file) -> dict:
     return kwargs
 
 
+_KINDS = {
+    **{name: int for name in INT_FIELDS},
+    **{name: bool for name in BOOL_FIELDS},
+    **{name: float for name in ("target_kl", "obs_clip", "reward_clip", *HPARAM_FIELDS)},
+    **{name: str for name in ("env_id", "truncation", "activation")},
+    "hidden_sizes": tuple,
+    "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
+}  # fmt: skip
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+               tuple: "a list of integers such as [64, 64]"}  # fmt: skip
+
+
+def _coerce(name: str, value):
+    """A setting from a flag or a file, as its field's type; a wrong type is a ConfigError."""
+    kind = _KINDS.get(name)
+    if value is None or kind is None:
+        return value
+    try:
+        if kind is bool or isinstance(value, bool):
+            if isinstance(value, bool) and kind is bool:
+                return value
+            raise TypeError
+        if kind is int:
+            number = float(value)  # accepts 5e5 and "1e5" as YAML leaves them
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError
+        return tuple(_coerce("seeds", v) for v in value)  # hidden sizes: integers
+    except (TypeError, ValueError, ConfigError):
+        raise ConfigError(f"setting {name} must be {_KIND_NAMES[kind]}, got {value!r}") from None
+
+
 def settings_from_args(args: dict, base: dict | None = None):
     """Merge (stored run or config file) < explicit flags into ``RunSettings``."""
     from jaxppo.rundir import RunSettings
 
-    merged = {**(base or {}), **{k: v for k, v in args.items() if k not in ("config",)}}
+    merged = {**(base or {}), **{k: v for k, v in args.items() if k != "config"}}
+    merged = {k: _coerce(k, v) for k, v in merged.items()}
     config_values = {k: merged[k] for k in CONFIG_FIELDS if k in merged and k != "env_kwargs"}
     config_values["env_kwargs"] = _parse_env_kwargs(merged.get("env_kwarg"), merged.get("env_kwargs"))
-    for name in INT_FIELDS:
-        value = config_values.get(name)
-        if isinstance(value, float) and value.is_integer():
-            config_values[name] = int(value)
-    if "hidden_sizes" in config_values:
-        config_values["hidden_sizes"] = tuple(config_values["hidden_sizes"])
-    try:
-        config = PPOConfig(**config_values)
-    except TypeError as error:
-        raise ConfigError(f"invalid settings: {error}") from None
-    hparams = {name: float(merged[name]) for name in HPARAM_FIELDS if merged.get(name) is not None}
+    config = PPOConfig(**config_values)
+    hparams = {name: merged[name] for name in HPARAM_FIELDS if merged.get(name) is not None}
     PPOHParams(**hparams).validate()
-    seeds, seed = int(merged.get("seeds", 8)), int(merged.get("seed", 0))
-    if seeds <= 0:
-        raise ConfigError(f"--seeds must be a positive integer, got {seeds}")
-    seed_chunk = merged.get("seed_chunk")
-    if seed_chunk is not None and int(seed_chunk) <= 0:
-        raise ConfigError(f"--seed-chunk must be a positive integer, got {seed_chunk}")
-    eval_episodes = int(merged.get("eval_episodes", 0))
-    if eval_episodes < 0:
-        raise ConfigError(f"--eval-episodes must be zero or positive, got {eval_episodes}")
+    for name, low in (("seeds", 1), ("seed_chunk", 1), ("eval_episodes", 0)):
+        if merged.get(name) is not None and merged[name] < low:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} must be {'a positive integer' if low else 'zero or positive'}, got {merged[name]}"
+            )
+    grid = merged.get("grid")
+    if grid is not None and not isinstance(grid, (list, dict)):
+        raise ConfigError(f"grid must be a table of name = [values] (or --grid name=v1,v2), got {grid!r}")
     return RunSettings(
         config=config,
         hparams=hparams,
-        grid=_parse_grid(merged.get("grid") if isinstance(merged.get("grid"), list) else None,
-                         merged.get("grid") if isinstance(merged.get("grid"), dict) else None),
-        seeds=seeds,
-        seed=seed,
-        eval_episodes=eval_episodes,
-        deterministic_eval=bool(merged.get("deterministic_eval", True)),
-        seed_chunk=None if seed_chunk is None else int(seed_chunk),
-    )  # fmt: skip
+        grid=_parse_grid(grid if isinstance(grid, list) else None, grid if isinstance(grid, dict) else None),
+        seeds=merged.get("seeds", 8),
+        seed=merged.get("seed", 0),
+        eval_episodes=merged.get("eval_episodes", 0),
+        deterministic_eval=merged.get("deterministic_eval", True),
+        seed_chunk=merged.get("seed_chunk"),
+    )
 
 
 def chunk_length(num_iterations: int, checkpoint_every: int | None) -> int:
@@ -269,6 +306,9 @@ def main(argv=None) -> int:
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside the training loop (which saves and exits by itself)
+        print(f"{PROG}: interrupted; the latest complete checkpoint (if any) is intact", file=sys.stderr)
+        return 130
 
 
 def _main(argv) -> int:

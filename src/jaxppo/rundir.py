@@ -339,7 +339,7 @@ def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool
     ``obs`` is one raw observation or a batch of them; observation normalisation (if the
     run used it) is applied with the agent's final statistics.
     """
-    from jaxppo.evaluate import make_act
+    from jaxppo.evaluation import make_act
 
     run = load_run(run_dir)
     if not 0 <= seed < run.num_seeds:

@@ -1,0 +1,74 @@
+"""Bounded, vectorised evaluation of a trained policy (the CLI is ``jaxppo.evaluate``)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from jaxppo import normalize as norm
+from jaxppo.train import Trainer
+
+DEFAULT_MAX_STEPS = 1000  # used when the env has no max_steps_in_episode
+
+
+def episode_step_limit(trainer: Trainer) -> int:
+    """The env's time limit, which bounds every evaluation episode."""
+    return int(getattr(trainer.spec.env_params, "max_steps_in_episode", DEFAULT_MAX_STEPS))
+
+
+def make_act(trainer: Trainer, deterministic: bool = True):
+    """``act(params, obs_stats, obs, key) -> action`` for one observation or a batch."""
+    spec, config = trainer.spec, trainer.config
+
+    def act(params, obs_stats, obs, key):
+        obs = jnp.asarray(obs, jnp.float32)
+        single = obs.ndim == len(spec.obs_shape)
+        flat = obs.reshape((1 if single else obs.shape[0], spec.obs_size))
+        if config.normalize_observations:
+            flat = norm.normalize_observations(obs_stats, flat, config.obs_clip)
+        dist = trainer.actor.apply(params["actor"], flat)
+        action = dist.mode() if deterministic else dist.sample(key)
+        if spec.action_kind == "continuous":
+            action = jnp.clip(action, spec.action_low, spec.action_high).reshape((-1,) + spec.action_shape)
+        return action[0] if single else action
+
+    return act
+
+
+def evaluate(
+    trainer: Trainer, params, obs_stats, key, num_episodes: int, deterministic: bool = True, batch_dims: int = 0
+):
+    """Raw returns ``[..., num_episodes]`` of the policy, one env per episode, to the time limit.
+
+    ``params``/``obs_stats`` may carry ``batch_dims`` leading axes (e.g. 2 for the ``[G, S]``
+    states of a grid run): every agent is evaluated in the same call, each with its own key.
+    Pure and ``jit``-able. Observation statistics are frozen (as trained).
+    """
+    if batch_dims:
+        batch_shape = jax.tree.leaves(params)[0].shape[:batch_dims]
+        keys = jax.random.split(key, math.prod(batch_shape)).reshape(batch_shape)
+        single = lambda p, s, k: evaluate(trainer, p, s, k, num_episodes, deterministic)
+        for _ in range(batch_dims):
+            single = jax.vmap(single)
+        return single(params, obs_stats, keys)
+    env, env_params = trainer.spec.env, trainer.spec.env_params
+    act = make_act(trainer, deterministic)
+    key, reset_key = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, num_episodes), env_params)
+
+    def body(carry, _):
+        obs, env_state, key, returns, running = carry
+        key, act_key, step_key = jax.random.split(key, 3)
+        action = act(params, obs_stats, obs, act_key)
+        obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(step_key, num_episodes), env_state, action, env_params
+        )
+        returns = returns + jnp.where(running, reward, 0.0)
+        running = running & ~(terminated | truncated)
+        return (obs, env_state, key, returns, running), None
+
+    init = (obs, env_state, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
+    (_, _, _, returns, _), _ = jax.lax.scan(body, init, None, length=episode_step_limit(trainer))
+    return returns

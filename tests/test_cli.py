@@ -1,0 +1,552 @@
+"""End-to-end tests of the command line: ``python -m jaxppo.run`` / ``jaxppo.evaluate`` / ``jaxppo.plot``.
+
+Every command runs in a subprocess (``JAX_PLATFORMS=cpu``, cwd a temporary directory). Each
+process pays a few seconds of imports and JAX compilation, so the real training runs are
+shared by module-scoped fixtures and independent processes run concurrently.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.timeout(300)
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+RUN_TIMEOUT = 240  # seconds for one training process
+QUICK_TIMEOUT = 120  # seconds for one process that should fail before training
+WORKERS = max(2, os.cpu_count() or 2)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# CartPole, 4 iterations of 4 envs x 128 steps, 2 seeds: a few seconds once compiled.
+TINY = ["--env", "CartPole-v1", "--total-timesteps", "2048", "--num-envs", "4", "--num-steps", "128"]
+TINY += ["--seeds", "2", "--no-progress"]
+ITERATIONS = 4
+BATCH = 4 * 128
+GRID_LRS = (1e-3, 3e-3)
+HPARAM_DEFAULTS = {"gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "ent_coef": 0.01, "vf_coef": 0.5}
+HPARAM_DEFAULTS["max_grad_norm"] = 0.5
+HP_COLUMNS = [f"hp_{n}" for n in ("learning_rate", *HPARAM_DEFAULTS)]
+KEY_COLUMNS = ["grid_point", *HP_COLUMNS, "seed", "iteration", "env_steps"]
+METRIC_COLUMNS = [
+    "episode_return", "episode_return_last100", "policy_loss", "value_loss", "entropy", "approx_kl",
+    "old_approx_kl", "clipfrac", "explained_variance", "grad_norm", "learning_rate",
+]  # fmt: skip
+ERROR_PREFIX = "python -m jaxppo.run: error:"
+
+
+# ------------------------------------------------------------------ helpers
+def cli(*args, cwd, module="jaxppo.run", timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def popen(*args, cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxppo.run", *map(str, args)],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def in_parallel(jobs: dict) -> dict:
+    """Run ``{name: zero-argument callable}`` concurrently; ``{name: result}``."""
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def describe(proc) -> str:
+    return f"exit status {proc.returncode}\n--- stdout:\n{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}"
+
+
+def assert_ok(proc) -> None:
+    assert proc.returncode == 0, describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+
+
+def assert_one_line_error(proc) -> str:
+    """Exit status 2, exactly one stderr line, no traceback; returns that line."""
+    assert proc.returncode == 2, describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, describe(proc)
+    assert lines[0].startswith(ERROR_PREFIX), describe(proc)
+    return lines[0]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    directory = run_dir / "checkpoints"
+    try:
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def snapshot(run_dir: Path) -> dict:
+    """Relative path -> bytes of every file in a run directory."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def column(rows: list[dict], name: str) -> np.ndarray:
+    return np.array([float(r[name]) for r in rows])
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    import matplotlib.image
+
+    image = matplotlib.image.imread(str(path))
+    assert image.ndim == 3 and image.shape[2] in (3, 4), image.shape
+    assert image.shape[0] >= 100 and image.shape[1] >= 100, image.shape
+    assert np.ptp(image[..., :3]) > 0, f"{path} is a blank image"
+
+
+# ------------------------------------------------------------------ the shared runs
+TOML_CONFIG = """\
+env = "CartPole-v1"
+seeds = 3
+learning_rate = 1e-3
+total_timesteps = 1024
+num-envs = 4
+num_steps = 128
+
+[grid]
+clip_coef = [0.1, 0.2]
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three real runs, concurrently: a learning-rate grid, one grid point alone, a TOML config."""
+    root = tmp_path_factory.mktemp("cli_runs")
+    config_file = root / "settings.toml"
+    config_file.write_text(TOML_CONFIG)
+    grid, single, from_file = root / "grid", root / "single", root / "from_file"
+    grid_flag = "learning_rate=" + ",".join(f"{v:g}" for v in GRID_LRS)
+    procs = in_parallel(
+        {
+            "grid": lambda: cli(*TINY, "--grid", grid_flag, "--eval-episodes", "2", "--out", grid, cwd=root),
+            "single": lambda: cli(*TINY, "--learning-rate", f"{GRID_LRS[1]:g}", "--out", single, cwd=root),
+            "from_file": lambda: cli(
+                "--config", config_file, "--learning-rate", "2e-3", "--no-progress", "--out", from_file, cwd=root
+            ),
+        }
+    )
+    return SimpleNamespace(root=root, grid=grid, single=single, from_file=from_file, procs=procs)
+
+
+@pytest.fixture(scope="module")
+def grid_run(runs):
+    """The grid run's directory once it trained (its end, with evaluation, is checked by its own tests)."""
+    proc = runs.procs["grid"]
+    assert (runs.grid / "metrics.csv").is_file() and checkpoint_steps(runs.grid), describe(proc)
+    return runs.grid
+
+
+# ------------------------------------------------------------------ 1. a grid run's outputs
+def test_grid_run_writes_config_json(grid_run):
+    data = json.loads((grid_run / "config.json").read_text())
+    assert data["config"]["env_id"] == "CartPole-v1"
+    assert data["config"]["total_timesteps"] == 2048
+    assert data["config"]["num_envs"] == 4 and data["config"]["num_steps"] == 128
+    assert data["grid"] == {"learning_rate": list(GRID_LRS)}
+    assert data["seeds"] == 2 and data["seed"] == 0
+    assert data["eval_episodes"] == 2
+    assert data["num_iterations"] == ITERATIONS
+    assert data["environment"]["jax"] == importlib.metadata.version("jax")
+
+
+def test_grid_run_writes_metrics_csv(grid_run):
+    rows = read_rows(grid_run / "metrics.csv")
+    assert len(rows) == len(GRID_LRS) * 2 * ITERATIONS
+    for name in [*KEY_COLUMNS, *METRIC_COLUMNS]:
+        assert name in rows[0], f"metrics.csv has no column {name!r}: {list(rows[0])}"
+    keys = sorted((int(r["grid_point"]), int(r["seed"]), int(r["iteration"])) for r in rows)
+    assert keys == [(g, s, i) for g in range(len(GRID_LRS)) for s in range(2) for i in range(1, ITERATIONS + 1)]
+    for row in rows:
+        g, i = int(row["grid_point"]), int(row["iteration"])
+        assert int(row["env_steps"]) == i * BATCH
+        assert float(row["hp_learning_rate"]) == pytest.approx(GRID_LRS[g], rel=1e-6)
+        for name, value in HPARAM_DEFAULTS.items():
+            assert float(row[f"hp_{name}"]) == pytest.approx(value, rel=1e-6), name
+        # anneal_lr (default): lr0 * (1 - (i - 1) / n)
+        assert float(row["learning_rate"]) == pytest.approx(GRID_LRS[g] * (1 - (i - 1) / ITERATIONS), rel=1e-5)
+        for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", "episode_return_last100"):
+            assert np.isfinite(float(row[name])), (name, row)
+    # The two grid points really trained with different learning rates.
+    losses = column(rows, "value_loss").reshape(len(GRID_LRS), -1)
+    assert not np.array_equal(losses[0], losses[1])
+
+
+def test_grid_run_writes_summary_json(grid_run):
+    summary = json.loads((grid_run / "summary.json").read_text())
+    rows = read_rows(grid_run / "metrics.csv")
+    assert summary["env_id"] == "CartPole-v1" and summary["seeds"] == 2
+    assert summary["env_steps_per_seed"] == ITERATIONS * BATCH
+    assert summary["compile_seconds"] > 0 and summary["run_seconds"] > 0
+    assert summary["env_steps_per_second"] > 0
+    points = summary["grid_points"]
+    assert [p["grid_point"] for p in points] == list(range(len(GRID_LRS)))
+    for g, point in enumerate(points):
+        assert point["swept"] == {"learning_rate": pytest.approx(GRID_LRS[g])}
+        final = point["final_return"]
+        for key in ("mean", "std", "min", "max", "iqm", "ci95"):
+            assert key in final, key
+        # final return = per seed episode_return_last100 at the last iteration (metrics.csv).
+        last = [r for r in rows if int(r["grid_point"]) == g and int(r["iteration"]) == ITERATIONS]
+        per_seed = [float(np.float32(r["episode_return_last100"])) for r in sorted(last, key=lambda r: int(r["seed"]))]
+        assert point["final_return_per_seed"] == pytest.approx(per_seed, rel=1e-6)
+        assert final["mean"] == pytest.approx(np.mean(per_seed), rel=1e-6)
+        assert final["std"] == pytest.approx(np.std(per_seed), rel=1e-5, abs=1e-9)
+        assert final["min"] == pytest.approx(min(per_seed)) and final["max"] == pytest.approx(max(per_seed))
+        assert final["min"] <= final["iqm"] <= final["max"]
+        assert final["ci95"][0] <= final["mean"] <= final["ci95"][1]
+        evaluation = point["eval_return"]
+        for key in ("mean", "std", "min", "max", "iqm", "ci95"):
+            assert key in evaluation, key
+        assert 0 < evaluation["min"] <= evaluation["mean"] <= evaluation["max"] <= 500  # CartPole-v1 returns
+    means = [p["final_return"]["mean"] for p in points]
+    assert summary["best_grid_point"] == int(np.argmax(means))
+
+
+def test_grid_run_writes_learning_curves_png(grid_run):
+    assert (grid_run / "learning_curves.png").stat().st_size > 0
+    assert_png(grid_run / "learning_curves.png")
+
+
+def test_grid_run_writes_checkpoints(grid_run):
+    steps = checkpoint_steps(grid_run)
+    assert steps, f"no numeric checkpoint directory in {grid_run / 'checkpoints'}"
+    assert steps[-1] == ITERATIONS
+
+
+def test_grid_run_exits_0_and_prints_table_with_best_marked(runs, grid_run):
+    assert_ok(runs.procs["grid"])
+    stdout = runs.procs["grid"].stdout
+    summary = json.loads((grid_run / "summary.json").read_text())
+    rows = {}
+    for g, lr in enumerate(GRID_LRS):
+        lines = [line for line in stdout.splitlines() if f"learning_rate={lr:g} " in line]
+        assert len(lines) == 1, f"no single table row for learning_rate={lr:g}:\n{stdout}"
+        rows[g] = lines[0]
+        assert f"{summary['grid_points'][g]['final_return']['mean']:.2f}" in lines[0]
+    starred = [g for g, line in rows.items() if line.lstrip().startswith("*")]
+    assert starred == [summary["best_grid_point"]], stdout
+
+
+# ------------------------------------------------------------------ 2. grid point == separate run
+def test_grid_point_equals_separate_run(runs, grid_run):
+    assert_ok(runs.procs["single"])
+    grid_rows = read_rows(grid_run / "metrics.csv")
+    single_rows = read_rows(runs.single / "metrics.csv")
+    assert len(single_rows) == 2 * ITERATIONS
+    assert {r["grid_point"] for r in single_rows} == {"0"}
+
+    def part(rows, g):
+        return sorted(
+            (r for r in rows if int(r["grid_point"]) == g), key=lambda r: (int(r["seed"]), int(r["iteration"]))
+        )
+
+    point, alone, other = part(grid_rows, 1), part(single_rows, 0), part(grid_rows, 0)
+    for name in KEY_COLUMNS[1:]:
+        assert [r[name] for r in point] == [r[name] for r in alone], name
+    for name in METRIC_COLUMNS:
+        np.testing.assert_allclose(column(point, name), column(alone, name), rtol=1e-5, atol=1e-7, equal_nan=True,
+                                   err_msg=name)  # fmt: skip
+    # The comparison discriminates: the other grid point's numbers differ.
+    assert not np.allclose(column(other, "value_loss"), column(alone, "value_loss"), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ 6. --config FILE
+def test_config_file_sets_values_and_flags_override(runs):
+    assert_ok(runs.procs["from_file"])
+    data = json.loads((runs.from_file / "config.json").read_text())
+    assert data["seeds"] == 3
+    assert data["hparams"] == {"learning_rate": pytest.approx(2e-3)}  # the flag beats the file's 1e-3
+    assert data["grid"] == {"clip_coef": [0.1, 0.2]}
+    assert data["config"]["total_timesteps"] == 1024 and data["config"]["num_envs"] == 4
+    rows = read_rows(runs.from_file / "metrics.csv")
+    assert len(rows) == 2 * 3 * 2  # grid points x seeds x iterations
+    for row in rows:
+        assert float(row["hp_learning_rate"]) == pytest.approx(2e-3)
+        assert float(row["hp_clip_coef"]) == pytest.approx([0.1, 0.2][int(row["grid_point"])])
+    assert {int(r["seed"]) for r in rows} == {0, 1, 2}
+
+
+# ------------------------------------------------------------------ 7. load_policy, evaluate, plot
+def test_load_policy_acts_on_single_and_batched_observations(grid_run):
+    import jax
+
+    from jaxppo.config import ConfigError
+    from jaxppo.rundir import load_policy
+
+    act = load_policy(grid_run, seed=1, grid_point=0)
+    key = jax.random.key(0)
+    obs = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
+    action = np.asarray(act(obs, key))
+    assert action.shape == () and np.issubdtype(action.dtype, np.integer)
+    assert int(action) in (0, 1)
+    assert int(np.asarray(act(obs, jax.random.key(1)))) == int(action)  # deterministic: the mode
+    batch = np.random.default_rng(0).normal(0.0, 0.1, (7, 4)).astype(np.float32)
+    actions = np.asarray(act(batch, key))
+    assert actions.shape == (7,)
+    assert set(actions.tolist()) <= {0, 1}
+    assert int(actions[0]) == int(np.asarray(act(batch[0], key)))
+    with pytest.raises(ConfigError):
+        load_policy(grid_run, seed=2)
+
+
+# ------------------------------------------------------------------ quick commands (no training)
+MALFORMED_TOML = "seeds = [1\n"
+RESUME_DIFF_YAML = "seeds: 5\nlearning_rate: 0.1\n"
+SCI_GRID_YAML = "grid:\n  learning_rate: [1e-3, 3e-3]\n"
+WRONG_TYPE_TOML = {
+    "toml_learning_rate_string": 'learning_rate = "fast"\n',
+    "toml_seeds_string": 'seeds = "many"\n',
+    "toml_eval_episodes_string": 'eval_episodes = "x"\n',
+    "toml_hidden_sizes_int": "hidden_sizes = 64\n",
+    "toml_env_kwargs_int": "env_kwargs = 5\n",
+    "toml_grid_list_of_ints": "grid = [1, 2]\n",
+    "toml_grid_int": "grid = 5\n",
+}
+
+# name -> (arguments, substrings the error line must contain); all must exit 2 and write nothing.
+BAD_INPUTS = {
+    "unknown_env": (["--env", "CartPol-v1"], ["CartPol-v1", "CartPole-v1"]),
+    # --learning-rat would be accepted: argparse takes unambiguous prefixes of long options.
+    "unknown_flag": (["--lerning-rate", "1e-3"], ["--lerning-rate", "--learning-rate"]),
+    "minibatches_not_dividing": (["--num-minibatches", "3"], ["num_minibatches"]),
+    "total_timesteps_too_small": (["--total-timesteps", "10"], ["total_timesteps"]),
+    "gamma_out_of_range": (["--gamma", "1.5"], ["gamma"]),
+    "num_envs_zero": (["--num-envs", "0"], ["num_envs"]),
+    "seeds_zero": (["--seeds", "0"], ["seeds"]),
+    "checkpoint_every_zero": (["--checkpoint-every", "0"], ["checkpoint-every"]),
+    "grid_without_equals": (["--grid", "learning_rate"], ["learning_rate"]),
+    "grid_unknown_field": (["--grid", "lr=1,2"], ["lr"]),
+    "grid_not_numbers": (["--grid", "clip_coef=a,b"], ["clip_coef"]),
+    "config_missing": (["--config", "missing.toml"], ["missing.toml"]),
+    "config_malformed": (["--config", "{inputs}/malformed.toml"], ["malformed.toml"]),
+}
+
+
+@pytest.fixture(scope="module")
+def quick(runs, grid_run):
+    """Every command that should answer without training, run concurrently."""
+    root = runs.root / "quick"
+    inputs = root / "inputs"
+    inputs.mkdir(parents=True)
+    (inputs / "malformed.toml").write_text(MALFORMED_TOML)
+    (inputs / "resume_diff.yaml").write_text(RESUME_DIFF_YAML)
+    (inputs / "sci_grid.yaml").write_text(SCI_GRID_YAML)
+    for name, text in WRONG_TYPE_TOML.items():
+        (inputs / f"{name}.toml").write_text(text)
+    no_checkpoints = root / "no_checkpoints"
+    no_checkpoints.mkdir()
+    shutil.copy(grid_run / "config.json", no_checkpoints / "config.json")
+    empty = root / "empty"
+    empty.mkdir()
+    before = {"grid": snapshot(grid_run), "no_checkpoints": snapshot(no_checkpoints)}
+
+    commands = {}  # name -> (module, args)
+    for name, (args, _) in BAD_INPUTS.items():
+        commands[name] = ("jaxppo.run", [*TINY, *(a.format(inputs=inputs) for a in args), "--out", "out"])
+    for name in WRONG_TYPE_TOML:  # no flag may override the file's wrong value
+        small = ["--total-timesteps", "2048", "--num-envs", "4", "--num-steps", "128", "--no-progress"]
+        if name == "toml_grid_int":  # ignored grid: fail fast (on the budget) instead of training
+            small += ["--total-timesteps", "10"]
+        commands[name] = ("jaxppo.run", [*small, "--config", inputs / f"{name}.toml", "--out", "out"])
+    commands["existing_out"] = ("jaxppo.run", [*TINY, "--grid", "learning_rate=1e-3,3e-3", "--out", grid_run])
+    commands["resume_flag_differs"] = ("jaxppo.run", ["--resume", grid_run, "--learning-rate", "0.1"])
+    commands["resume_yaml_differs"] = ("jaxppo.run", ["--resume", grid_run, "--config", inputs / "resume_diff.yaml"])
+    commands["resume_yaml_sci_grid"] = (
+        "jaxppo.run",
+        ["--resume", grid_run, "--config", inputs / "sci_grid.yaml", "--learning-rate", "0.1"],
+    )
+    commands["resume_no_checkpoints"] = ("jaxppo.run", ["--resume", no_checkpoints])
+    commands["resume_no_config"] = ("jaxppo.run", ["--resume", empty])
+    commands["resume_missing_dir"] = ("jaxppo.run", ["--resume", root / "missing"])
+    commands["evaluate"] = ("jaxppo.evaluate", [grid_run, "--episodes", "2"])
+    commands["plot"] = ("jaxppo.plot", [grid_run, runs.single, "--out", "x.png"])
+
+    cwds = {}
+    for name in commands:
+        cwds[name] = root / "cwd" / name
+        cwds[name].mkdir(parents=True)
+
+    def job(name):
+        module, args = commands[name]
+        return lambda: cli(*args, cwd=cwds[name], module=module, timeout=QUICK_TIMEOUT)
+
+    procs = in_parallel({name: job(name) for name in commands})
+    return SimpleNamespace(procs=procs, cwds=cwds, before=before, no_checkpoints=no_checkpoints, empty=empty)
+
+
+def assert_wrote_nothing(quick, name) -> None:
+    leftovers = sorted(p.name for p in quick.cwds[name].iterdir())
+    assert leftovers == [], f"{name} wrote {leftovers} into its working directory"
+
+
+# ------------------------------------------------------------------ 5. bad input
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(quick, name):
+    line = assert_one_line_error(quick.procs[name])
+    for text in BAD_INPUTS[name][1]:
+        assert text in line, f"{text!r} not in {line!r}"
+    assert_wrote_nothing(quick, name)
+
+
+def test_out_holding_a_run_is_refused_and_left_unchanged(quick, grid_run):
+    line = assert_one_line_error(quick.procs["existing_out"])
+    assert "--overwrite" in line and "--resume" in line, line
+    after = snapshot(grid_run)
+    assert sorted(after) == sorted(quick.before["grid"])
+    assert after["metrics.csv"] == quick.before["grid"]["metrics.csv"]
+    assert after == quick.before["grid"], "a refused command changed files of the existing run"
+    assert_wrote_nothing(quick, "existing_out")
+
+
+@pytest.mark.parametrize("name", list(WRONG_TYPE_TOML))
+def test_config_file_value_of_wrong_type_is_one_line_exit_2(quick, name):
+    line = assert_one_line_error(quick.procs[name])
+    if "grid" in name:
+        assert "grid" in line, line
+    assert_wrote_nothing(quick, name)
+
+
+# ------------------------------------------------------------------ 4. resume refusals
+def test_resume_with_different_flag_is_refused(quick, grid_run):
+    line = assert_one_line_error(quick.procs["resume_flag_differs"])
+    assert "learning_rate" in line and "0.1" in line, line
+    assert snapshot(grid_run) == quick.before["grid"]
+
+
+def test_resume_with_different_yaml_config_is_refused(quick):
+    line = assert_one_line_error(quick.procs["resume_yaml_differs"])
+    assert "learning_rate" in line and "seeds" in line, line  # both differences listed
+
+
+def test_yaml_grid_in_exponent_notation_is_read_as_numbers(quick):
+    # The grid in the YAML file equals the run's grid, so only the --learning-rate flag may differ.
+    line = assert_one_line_error(quick.procs["resume_yaml_sci_grid"])
+    assert "learning_rate" in line and "grid" not in line.split("different settings:")[1], line
+
+
+@pytest.mark.parametrize("name", ["resume_no_checkpoints", "resume_no_config", "resume_missing_dir"])
+def test_resume_without_a_resumable_run_is_refused(quick, name):
+    assert_one_line_error(quick.procs[name])
+    assert_wrote_nothing(quick, name)
+    assert snapshot(quick.no_checkpoints) == quick.before["no_checkpoints"]
+    assert list(quick.empty.iterdir()) == []
+    assert not (quick.cwds[name].parent.parent / "missing").exists()
+
+
+# ------------------------------------------------------------------ 7. evaluate and plot commands
+def test_evaluate_command_prints_a_line_per_seed(quick):
+    proc = quick.procs["evaluate"]
+    assert_ok(proc)
+    seed_lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("seed ")]
+    assert len(seed_lines) == len(GRID_LRS) * 2, proc.stdout
+    for g in range(len(GRID_LRS)):
+        assert f"grid point {g}" in proc.stdout, proc.stdout
+    for line in seed_lines:
+        value = float(line.split(":", 1)[1].split()[0])
+        assert 0 < value <= 500, line
+
+
+def test_plot_command_writes_png(quick):
+    proc = quick.procs["plot"]
+    assert_ok(proc)
+    assert_png(quick.cwds["plot"] / "x.png")
+
+
+# ------------------------------------------------------------------ 3. interrupt + resume
+RESUME_FLAGS = [*TINY, "--total-timesteps", "40960", "--checkpoint-every", "2"]  # 80 iterations, defaults
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
+    interrupted, reference = tmp_path / "interrupted", tmp_path / "reference"
+    reference_proc = popen(*RESUME_FLAGS, "--out", reference, cwd=tmp_path)
+    proc = popen(*RESUME_FLAGS, "--out", interrupted, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not checkpoint_steps(interrupted) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        stopped = SimpleNamespace(returncode=proc.returncode, stdout=out, stderr=err)
+        assert proc.returncode == 130, "the run was not interrupted (make it longer?)\n" + describe(stopped)
+        assert "--resume" in err and "Traceback" not in err, describe(stopped)
+        done = checkpoint_steps(interrupted)[-1]
+        assert 0 < done < 80
+        partial_csv = (interrupted / "metrics.csv").read_text()
+        partial = read_rows(interrupted / "metrics.csv")
+        assert len(partial) == 2 * done and max(int(r["iteration"]) for r in partial) == done
+
+        resumed = cli("--resume", interrupted, "--no-progress", cwd=tmp_path)
+        assert_ok(resumed)
+        ref_out, ref_err = reference_proc.communicate(timeout=RUN_TIMEOUT)
+        assert reference_proc.returncode == 0, f"{ref_out}\n{ref_err}"
+    finally:
+        for p in (proc, reference_proc):
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+    reference_csv = (reference / "metrics.csv").read_text()
+    resumed_csv = (interrupted / "metrics.csv").read_text()
+    reference_lines = reference_csv.splitlines()
+    assert len(reference_lines) == 1 + 2 * 80
+    # The logs saved at the interrupt are the first iterations of the uninterrupted run.
+    header, *body = reference_lines
+    iteration = header.split(",").index("iteration")
+    assert partial_csv.splitlines() == [header, *(line for line in body if int(line.split(",")[iteration]) <= done)]
+    assert resumed_csv.splitlines() == reference_lines  # bit-identical numbers
+    summaries = [json.loads((d / "summary.json").read_text())["grid_points"] for d in (interrupted, reference)]
+    assert summaries[0] == summaries[1]
+
+    import jax
+
+    from jaxppo.rundir import load_run
+
+    runs = [load_run(d) for d in (interrupted, reference)]
+    assert [r.iteration for r in runs] == [80, 80]
+    params = [r.states.params for r in runs]
+    assert jax.tree.structure(params[0]) == jax.tree.structure(params[1])
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), *params)))
+
+    def storable(x):
+        return jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+    states = [jax.tree.map(storable, r.states) for r in runs]
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), *states)))
