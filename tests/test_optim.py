@@ -27,7 +27,7 @@ def reference_grads(reference):
 # ----------------------------------------------------------------------- clipping
 def test_global_norm_matches_reference(reference):
     grads, _, expected = reference_grads(reference)
-    np.testing.assert_allclose(optax.global_norm(grads), expected["global_norm"], atol=ATOL, rtol=0)
+    np.testing.assert_allclose(optax.tree.norm(grads), expected["global_norm"], atol=ATOL, rtol=0)
 
 
 def test_clip_by_global_norm_matches_reference(reference):
@@ -37,7 +37,7 @@ def test_clip_by_global_norm_matches_reference(reference):
 
     flat = np.concatenate([np.ravel(clipped["a"]), np.ravel(clipped["b"])])
     np.testing.assert_allclose(flat, expected["clipped_flat_a_then_b"], atol=ATOL, rtol=0)
-    np.testing.assert_allclose(optax.global_norm(clipped), max_norm, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(optax.tree.norm(clipped), max_norm, atol=ATOL, rtol=0)
 
 
 def test_clip_leaves_small_gradients_alone(reference):
