@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Throughput of jaxppo's compiled core on CartPole-v1 (CleanRL defaults), one JSON line per run.
+
+Protocol (the same as ``../shared/bench/purejaxrl_cartpole.py``): ``jit(vmap(make_train(config)))``
+lowered and compiled apart, then run ``--repeats`` times (median reported), in a fresh process
+per configuration so peak RSS is that configuration's own.
+
+    python experiments/bench_throughput.py --seeds 1 8 64
+    python experiments/bench_throughput.py --seeds 8 --mode sharded          # train_many over host devices
+    python experiments/bench_throughput.py --seeds 8 --purejaxrl PATH        # + PureJaxRL side by side
+
+``mode``: ``core`` = one device; ``sharded`` = ``train_many`` over one XLA:CPU device per core.
+With ``--purejaxrl``, jaxppo and PureJaxRL alternate, configuration by configuration, and a
+ratio line follows each pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HARNESS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "purejaxrl_cartpole.py"
+
+
+def measure(seeds: int, timesteps: int, repeats: int, mode: str) -> dict:
+    if mode == "sharded":
+        import jaxppo
+
+        jaxppo.use_host_devices()
+    import jax
+    import numpy as np
+
+    import jaxppo
+    from jaxppo.parallel import pad_seeds, padded_seed_count, seed_chunked, seed_mesh, shard_seeds
+
+    config = jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=timesteps)
+    hparams = jaxppo.PPOHParams()
+    keys = jax.random.split(jax.random.key(0), seeds)
+    train = jaxppo.make_train(config)
+    if mode == "sharded":
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        mesh = seed_mesh()
+        padded, _ = padded_seed_count(seeds, mesh.size)
+        fn = shard_seeds(seed_chunked(train, 1), mesh, (0, None), 0)
+        keys = jax.device_put(pad_seeds(keys, 0, padded), NamedSharding(mesh, P("seeds")))
+    else:
+        fn = jax.vmap(train, in_axes=(0, None))
+    t0 = time.perf_counter()
+    lowered = jax.jit(fn).lower(keys, hparams)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = jax.block_until_ready(compiled(keys, hparams))
+        times.append(time.perf_counter() - start)
+    run_s = statistics.median(times)
+    steps = jaxppo.make_trainer(config).config.env_steps
+    final = np.asarray(result.metrics["episode_return_last100"])[:seeds, -1]
+    return {
+        "impl": "jaxppo",
+        "mode": mode,
+        "devices": len(jax.devices()),
+        "seeds": seeds,
+        "timesteps": timesteps,
+        "lower_s": round(t1 - t0, 3),
+        "compile_s": round(t2 - t1, 3),
+        "run_s": round(run_s, 3),
+        "run_s_all": [round(t, 3) for t in times],
+        "sps": round(seeds * steps / run_s),
+        "final_return_mean": round(float(final.mean()), 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "jax": jax.__version__,
+    }
+
+
+def child(args, seeds: int, mode: str, purejaxrl: str | None = None) -> dict:
+    if purejaxrl:  # the shared harness, run in-process by a wrapper that adds its peak RSS
+        argv = [str(HARNESS), "--purejaxrl", purejaxrl, "--seeds", str(seeds),
+                "--timesteps", str(args.timesteps), "--repeats", str(args.repeats)]  # fmt: skip
+        wrapper = ("import json, resource, runpy, sys; sys.argv = json.loads(sys.argv[1]); "
+                   "runpy.run_path(sys.argv[0], run_name='__main__'); "
+                   "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))")  # fmt: skip
+        cmd = [sys.executable, "-c", wrapper, json.dumps(argv)]
+    else:
+        cmd = [sys.executable, __file__, "--child", "--seeds", str(seeds), "--mode", mode,
+               "--timesteps", str(args.timesteps), "--repeats", str(args.repeats)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    lines = [json.loads(x) for x in out.strip().splitlines() if x.startswith("{")]
+    if purejaxrl:
+        return {"impl": "purejaxrl", **lines[-2], **lines[-1]}
+    return lines[-1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--timesteps", type=int, default=500_000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--mode", choices=["core", "sharded"], default="core")
+    p.add_argument("--purejaxrl", default=None, help="PureJaxRL checkout: time it side by side")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.seeds[0], args.timesteps, args.repeats, args.mode)), flush=True)
+        return
+    for seeds in args.seeds:
+        ours = child(args, seeds, args.mode)
+        print(json.dumps(ours), flush=True)
+        if args.purejaxrl:
+            theirs = child(args, seeds, args.mode, args.purejaxrl)
+            print(json.dumps(theirs), flush=True)
+            print(json.dumps({
+                "ratio": f"jaxppo {args.mode} / purejaxrl", "seeds": seeds,
+                "sps_ratio": round(ours["sps"] / theirs["sps_actual"], 3),
+                "compile_ratio": round(ours["compile_s"] / theirs["compile_s"], 3),
+                "rss_ratio": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 3),
+            }), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
