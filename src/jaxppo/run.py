@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.add_argument("--seed-chunk", type=_int, metavar="M",
                      help="train seeds in sequential chunks of M (bounds memory; same results)")  # fmt: skip
+    run.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                     help="do not use the on-disk compilation cache ($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
     run.add_argument("--host-devices", type=_int, metavar="N",
                      help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
     ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
@@ -269,12 +272,18 @@ def settings_from_args(args: dict, base: dict | None = None):
     )
 
 
+CHUNKS_PER_RUN = 50  # progress and Ctrl-C granularity: about 2 % of the run per compiled call
+
+
 def chunk_length(num_iterations: int, checkpoint_every: int | None) -> int:
-    """Iterations per compiled call: divides the run (one compilation) and the checkpoint period."""
-    if checkpoint_every:
-        return math.gcd(checkpoint_every, num_iterations)
-    divisors = [d for d in range(1, num_iterations + 1) if num_iterations % d == 0]
-    return min(divisors, key=lambda d: (abs(num_iterations / d - 10), -d))  # about 10 chunks
+    """Iterations per compiled call: divides the run (one compilation) and the checkpoint period.
+
+    Among those divisors, the one closest to ``num_iterations / 50`` (a prime count of
+    iterations runs one per call, which costs about a millisecond each).
+    """
+    period = math.gcd(checkpoint_every, num_iterations) if checkpoint_every else num_iterations
+    divisors = [d for d in range(1, period + 1) if period % d == 0]
+    return min(divisors, key=lambda d: (abs(num_iterations / d - CHUNKS_PER_RUN), -d))
 
 
 # ------------------------------------------------------------ output dir
@@ -300,6 +309,17 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 # ------------------------------------------------------------ the run
+def enable_compile_cache() -> Path:
+    """Persistent XLA cache: a second identical run skips compilation."""
+    import jax
+
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxppo" / "xla"
+    directory = Path(os.environ.get("JAXPPO_CACHE_DIR", default))
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return directory
+
+
 def main(argv=None) -> int:
     try:
         return _main(argv)
@@ -319,6 +339,8 @@ def _main(argv) -> int:
     from jaxppo.parallel import use_host_devices
 
     use_host_devices(host_devices)  # before anything starts jax's backends
+    if args.pop("compile_cache", True):
+        enable_compile_cache()
     progress = args.pop("progress", True)
     out_arg, overwrite, resume = args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None)
     checkpoint_every = args.pop("checkpoint_every", None)
