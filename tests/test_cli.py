@@ -154,7 +154,19 @@ def runs(tmp_path_factory):
     grid_flag = "learning_rate=" + ",".join(f"{v:g}" for v in GRID_LRS)
     procs = in_parallel(
         {
-            "grid": lambda: cli(*TINY, "--grid", grid_flag, "--eval-episodes", "2", "--out", grid, cwd=root),
+            "grid": lambda: cli(
+                *TINY,
+                "--grid",
+                grid_flag,
+                "--eval-episodes",
+                "2",
+                "--eval-every",
+                "2",
+                "--tensorboard",
+                "--out",
+                grid,
+                cwd=root,
+            ),  # fmt: skip
             "single": lambda: cli(*TINY, "--learning-rate", f"{GRID_LRS[1]:g}", "--out", single, cwd=root),
             "from_file": lambda: cli(
                 "--config", config_file, "--learning-rate", "2e-3", "--no-progress", "--out", from_file, cwd=root
@@ -173,6 +185,25 @@ def grid_run(runs):
 
 
 # ------------------------------------------------------------------ 1. a grid run's outputs
+def test_grid_run_evaluates_every_k_iterations_into_eval_csv(grid_run):
+    with open(grid_run / "eval.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # 2 grid points x 2 seeds, evaluated after iterations 2 and 4
+    assert sorted((int(r["grid_point"]), int(r["seed"]), int(r["iteration"])) for r in rows) == [
+        (g, s, i) for g in range(2) for s in range(2) for i in (2, 4)
+    ]
+    assert {int(r["env_steps"]) for r in rows} == {2 * BATCH, 4 * BATCH}
+    assert all(1 <= float(r["eval_return"]) <= 500 for r in rows)  # CartPole returns, bounded by its time limit
+
+
+def test_grid_run_writes_one_tensorboard_run_per_grid_point_and_seed(grid_run):
+    runs = sorted(p.name for p in (grid_run / "tensorboard").iterdir())
+    assert runs == ["grid0_seed0", "grid0_seed1", "grid1_seed0", "grid1_seed1"]
+    for name in runs:
+        events = list((grid_run / "tensorboard" / name).glob("events.out.tfevents.*"))
+        assert events and events[0].stat().st_size > 1000, name  # 4 iterations x every metric
+
+
 def test_grid_run_writes_config_json(grid_run):
     data = json.loads((grid_run / "config.json").read_text())
     assert data["config"]["env_id"] == "CartPole-v1"

@@ -8,6 +8,7 @@ progress bar, saves checkpoints and reacts to signals. A chunked run equals an u
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -89,16 +90,30 @@ class Progress:
             self.bar.close()
 
 
-def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_every, show_progress: bool) -> int:
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run reports and saves; none of these change the training numbers."""
+
+    checkpoint_every: int | None = None
+    eval_every: int | None = None
+    show_progress: bool = True
+    tensorboard: bool = False
+
+
+def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOptions) -> int:
     """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming."""
     from jaxppo.run import chunk_length
+
+    checkpoint_every, show_progress = options.checkpoint_every, options.show_progress
 
     grid, points = settings.grid_hparams()
     grid_size, seeds = len(points), settings.seeds
     config = trainer.config
     total = config.num_iterations
     done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
-    chunk = chunk_length(total, checkpoint_every)
+    chunk = chunk_length(total, checkpoint_every, options.eval_every)
+    evaluator = Evaluator(trainer, settings, run_dir, done)
+    board = TensorBoard(run_dir, settings, done) if options.tensorboard else None
     history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
 
     # Seeds are sharded over the local devices (one per CPU core by default) and padded to fill
@@ -144,6 +159,10 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
             run_seconds += time.perf_counter() - t1
             done += length
             progress.update(done * config.batch_size, history[-1]["episode_return_last100"][..., -1])
+            if board is not None:
+                board.write(history[-1], done - length)
+            if options.eval_every and done % options.eval_every == 0:
+                evaluator.record(parallel.host_slice(states, seeds, axis=1), done, done * config.batch_size)
             if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
                 metrics = _concat(history)
                 history = [metrics]
@@ -160,14 +179,9 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
               f"resume with: python -m jaxppo.run --resume {run_dir}", file=sys.stderr)  # fmt: skip
         return EXIT_CODES[stopped]
 
-    eval_returns = None
-    if settings.eval_episodes:
-        evaluate_all = jax.jit(
-            lambda p, s, k: evaluate(
-                trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval, batch_dims=2
-            )
-        )
-        eval_returns = np.asarray(evaluate_all(states.params, states.obs_stats, jax.random.key(settings.seed + 1)))
+    if board is not None:
+        board.close()
+    eval_returns = evaluator.final(states) if settings.eval_episodes else None
 
     diverged_at = np.asarray(states.diverged_at)
     summary = _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds, diverged_at)
@@ -178,6 +192,63 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, checkpoint_ever
     rundir.atomic_write_bytes(run_dir / rundir.PLOT_FILE, render(curves, f"{settings.config.env_id}, PPO"))
     print(_table(summary, run_dir))
     return 0
+
+
+class Evaluator:
+    """In-jit evaluation of every agent at once: periodic rows in eval.csv, and the final one."""
+
+    def __init__(self, trainer, settings, run_dir: Path, done: int):
+        self.settings, self.path = settings, run_dir / rundir.EVAL_FILE
+        self.evaluate_all = jax.jit(
+            lambda p, s, k: evaluate(
+                trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval, batch_dims=2
+            )
+        )
+        grid, points = settings.grid_hparams()
+        self.hparam_rows = rundir.resolved_points(trainer, grid, points)
+        # On resume, keep the evaluations made up to the checkpoint.
+        self.rows = [r for r in rundir.read_csv(self.path) if int(r["iteration"]) <= done] if self.path.exists() else []
+
+    def returns(self, states, key) -> np.ndarray:
+        return np.asarray(self.evaluate_all(states.params, states.obs_stats, key))  # [G, S, episodes]
+
+    def record(self, states, iteration: int, env_steps: int) -> None:
+        returns = self.returns(states, jax.random.fold_in(jax.random.key(self.settings.seed + 1), iteration))
+        for g, s in np.ndindex(returns.shape[:2]):
+            self.rows.append({"grid_point": g, **{f"hp_{k}": v for k, v in self.hparam_rows[g].items()}, "seed": s,
+                              "iteration": iteration, "env_steps": env_steps,
+                              "eval_return": str(returns[g, s].mean()), "eval_return_std": str(returns[g, s].std())})  # fmt: skip
+        rundir.atomic_write_text(self.path, rundir.rows_csv(self.rows))
+
+    def final(self, states) -> np.ndarray:
+        return self.returns(states, jax.random.key(self.settings.seed + 1))
+
+
+class TensorBoard:
+    """One TensorBoard run per (grid point, seed): every metric against env steps."""
+
+    def __init__(self, run_dir: Path, settings, done: int):
+        from tensorboardX import SummaryWriter
+
+        _, points = settings.grid_hparams()
+        self.writers = {
+            (g, s): SummaryWriter(str(run_dir / "tensorboard" / f"grid{g}_seed{s}"), purge_step=done + 1)
+            for g in range(len(points))
+            for s in range(settings.seeds)
+        }
+
+    def write(self, metrics: dict, first_iteration: int) -> None:
+        steps = metrics["env_steps"]
+        for (g, s), writer in self.writers.items():
+            for i in range(steps.shape[-1]):
+                step = int(steps[g, s, i])
+                for name, values in metrics.items():
+                    if name != "env_steps" and np.isfinite(values[g, s, i]):
+                        writer.add_scalar(f"train/{name}", float(values[g, s, i]), step)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
 
 
 def _say(message: str, enabled: bool) -> None:
@@ -191,13 +262,13 @@ def _concat(history: list[dict]) -> dict:
 
 def _write_metrics(run_dir, trainer, settings, metrics) -> None:
     grid, points = settings.grid_hparams()
-    rows = rundir._resolved_points(trainer, grid, points)
+    rows = rundir.resolved_points(trainer, grid, points)
     rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows))
 
 
 def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds, diverged_at) -> dict:
     grid, points = settings.grid_hparams()
-    rows = rundir._resolved_points(trainer, grid, points)
+    rows = rundir.resolved_points(trainer, grid, points)
     final = np.asarray(metrics["episode_return_last100"])[:, :, -1]  # [G, S]
     steps = int(np.asarray(metrics["env_steps"])[0, 0, -1])
     agents = len(points) * settings.seeds
@@ -244,6 +315,7 @@ def _table(summary: dict, run_dir: Path) -> str:
         lines.append(row)
     lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
                  f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip
-    lines.append("wrote: " + ", ".join(str(run_dir / name) for name in (
-        rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.SUMMARY_FILE, rundir.PLOT_FILE, rundir.CHECKPOINT_DIR)))  # fmt: skip
+    names = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.SUMMARY_FILE, rundir.PLOT_FILE,
+             rundir.CHECKPOINT_DIR, "tensorboard")  # fmt: skip
+    lines.append("wrote: " + ", ".join(str(run_dir / n) for n in names if (run_dir / n).exists()))
     return "\n".join(lines)

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     run.add_argument("--checkpoint-every", type=_int, metavar="K", help="checkpoint every K iterations")
     run.add_argument("--eval-episodes", type=_int, metavar="N", help="evaluate the final policies on N episodes")
+    run.add_argument("--eval-every", type=_int, metavar="K",
+                     help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
+    run.add_argument("--tensorboard", action="store_true",
+                     help="write TensorBoard logs, one run per (grid point, seed) (pip install jaxppo[tensorboard])")  # fmt: skip
     run.add_argument("--deterministic-eval", action=argparse.BooleanOptionalAction,
                      help="evaluate with the policy's mode (default) or --no-deterministic-eval to sample")  # fmt: skip
     run.add_argument("--stochastic-eval", dest="deterministic_eval", action="store_false", help="sample actions")
@@ -275,13 +279,14 @@ def settings_from_args(args: dict, base: dict | None = None):
 CHUNKS_PER_RUN = 50  # progress and Ctrl-C granularity: about 2 % of the run per compiled call
 
 
-def chunk_length(num_iterations: int, checkpoint_every: int | None) -> int:
-    """Iterations per compiled call: divides the run (one compilation) and the checkpoint period.
+def chunk_length(num_iterations: int, *periods: int | None) -> int:
+    """Iterations per compiled call: divides the run (one compilation) and every period given
+    (checkpoints, evaluations).
 
     Among those divisors, the one closest to ``num_iterations / 50`` (a prime count of
     iterations runs one per call, which costs about a millisecond each).
     """
-    period = math.gcd(checkpoint_every, num_iterations) if checkpoint_every else num_iterations
+    period = math.gcd(num_iterations, *(p for p in periods if p))
     divisors = [d for d in range(1, period + 1) if period % d == 0]
     return min(divisors, key=lambda d: (abs(num_iterations / d - CHUNKS_PER_RUN), -d))
 
@@ -309,6 +314,13 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 # ------------------------------------------------------------ the run
+def _require(module: str, flag: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{flag} needs the {module} package; pip install 'jaxppo[{extra}]'")
+
+
 def enable_compile_cache() -> Path:
     """Persistent XLA cache: a second identical run skips compilation."""
     import jax
@@ -341,11 +353,20 @@ def _main(argv) -> int:
     use_host_devices(host_devices)  # before anything starts jax's backends
     if args.pop("compile_cache", True):
         enable_compile_cache()
-    progress = args.pop("progress", True)
     out_arg, overwrite, resume = args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None)
-    checkpoint_every = args.pop("checkpoint_every", None)
-    if checkpoint_every is not None and checkpoint_every <= 0:
-        raise ConfigError(f"--checkpoint-every must be a positive integer, got {checkpoint_every}")
+    from jaxppo.driver import RunOptions
+
+    options = RunOptions(
+        checkpoint_every=args.pop("checkpoint_every", None),
+        eval_every=args.pop("eval_every", None),
+        show_progress=args.pop("progress", True),
+        tensorboard=args.pop("tensorboard", False),
+    )
+    for flag, value in (("--checkpoint-every", options.checkpoint_every), ("--eval-every", options.eval_every)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag} must be a positive integer, got {value}")
+    if options.tensorboard:
+        _require("tensorboardX", "--tensorboard", "tensorboard")
     file_settings = _read_config_file(args["config"]) if "config" in args else {}
 
     from jaxppo import rundir
@@ -367,6 +388,8 @@ def _main(argv) -> int:
 
     from jaxppo.train import make_trainer
 
+    if options.eval_every and not settings.eval_episodes:
+        raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
     trainer = make_trainer(settings.config)  # validates env and config before anything is written
     settings.grid_hparams()  # validates the grid
     if resume:
@@ -379,7 +402,7 @@ def _main(argv) -> int:
         states = metrics = None
     from jaxppo.driver import train_run
 
-    return train_run(trainer, settings, run_dir, states, metrics, checkpoint_every, progress)
+    return train_run(trainer, settings, run_dir, states, metrics, options)
 
 
 def _settings_as_args(settings) -> dict:

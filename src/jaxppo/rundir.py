@@ -31,12 +31,13 @@ import numpy as np
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, hparam_grid
 from jaxppo.train import Trainer, make_trainer
 
-CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR = (
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE = (
     "config.json",
     "metrics.csv",
     "summary.json",
     "learning_curves.png",
     "checkpoints",
+    "eval.csv",
 )
 HPARAM_NAMES = [f.name for f in dataclasses.fields(PPOHParams)]
 # metrics.csv prefixes the grid point's hyperparameters: the metric "learning_rate" is the annealed value.
@@ -161,7 +162,7 @@ def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer) -> Non
     data = {
         **settings.to_json(),
         "resolved_config": {**dataclasses.asdict(resolved.config), "env_kwargs": dict(resolved.config.env_kwargs)},
-        "resolved_grid": _resolved_points(resolved, grid, points),
+        "resolved_grid": resolved_points(resolved, grid, points),
         "num_iterations": resolved.config.num_iterations,
         "env_steps_per_seed": resolved.config.env_steps,
         "environment": environment_info(),
@@ -169,12 +170,16 @@ def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer) -> Non
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
+def resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
     resolved = grid.resolve(trainer.spec.action_kind)
     out = []
     for g in range(len(points)):
         out.append(
-            {name: float(np.broadcast_to(np.asarray(value), (len(points),))[g]) for name, value in resolved.items()}
+            # float32 values by their shortest repr (0.00025, not 0.0002500000118743628)
+            {
+                name: float(str(np.broadcast_to(np.asarray(value), (len(points),))[g]))
+                for name, value in resolved.items()
+            }
         )
     return out
 
@@ -197,9 +202,21 @@ def metrics_csv(metrics: dict, hparam_rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def read_metrics_csv(path: Path) -> list[dict]:
+def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+read_metrics_csv = read_csv
+
+
+def rows_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
 
 
 # ------------------------------------------------------------- checkpoints
