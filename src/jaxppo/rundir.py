@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -256,6 +257,9 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints/ to resume from; start a new run instead of --resume")
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.CRITICAL)  # orbax logs damaged files itself; the one message is ours
     manager = _checkpoint_manager(run_dir, create=False)
     try:
         step = manager.latest_step()
@@ -278,6 +282,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
             ) from None
     finally:
         manager.close()
+        absl_logger.setLevel(level)
     states = jax.tree.map(
         lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
         restored["states"],

@@ -1,0 +1,133 @@
+"""Faults: signals, damaged checkpoints, unwritable outputs, and no hang with many vmapped seeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import pytest
+
+import jaxppo
+
+pytestmark = pytest.mark.timeout(300)
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+LONG = [
+    "--env",
+    "CartPole-v1",
+    "--seeds",
+    "2",
+    "--total-timesteps",
+    "204800",
+    "--checkpoint-every",
+    "2",
+    "--no-progress",
+]
+
+
+def run_cli(*args, cwd, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxppo.run", *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def start_cli(*args, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxppo.run", *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def complete_steps(run_dir: Path) -> list[int]:
+    directory = run_dir / "checkpoints"
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
+def wait_for_checkpoint(run_dir: Path, proc, timeout=180.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if complete_steps(run_dir):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint appeared (exit {proc.poll()})")
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A run stopped by SIGTERM after its first checkpoint."""
+    root = tmp_path_factory.mktemp("faults")
+    proc = start_cli(*LONG, "--out", root / "run", cwd=root)
+    wait_for_checkpoint(root / "run", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    return root, proc.returncode, err
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(interrupted):
+    root, code, err = interrupted
+    assert code == 143, err
+    assert "--resume" in err and "SIGTERM" in err
+    assert (root / "run" / "metrics.csv").is_file() and complete_steps(root / "run")
+
+
+def test_a_second_signal_aborts_at_once_and_keeps_the_latest_checkpoint(tmp_path):
+    proc = start_cli(*LONG, "--out", tmp_path / "run", cwd=tmp_path)
+    wait_for_checkpoint(tmp_path / "run", proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGINT), proc.returncode
+    steps = complete_steps(tmp_path / "run")
+    assert steps
+    # The newest complete checkpoint restores (a half-written one is never the latest).
+    run = jaxppo.load_run(tmp_path / "run")
+    assert run.iteration == steps[-1]
+
+
+def test_resume_skips_a_half_written_checkpoint(interrupted, tmp_path):
+    root, _, _ = interrupted
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    latest = complete_steps(run)[-1]
+    # What a crash in the middle of orbax's save leaves behind: an unfinalised temporary directory.
+    (run / "checkpoints" / f"{latest + 2}.orbax-checkpoint-tmp-1234").mkdir()
+    assert jaxppo.load_run(run).iteration == latest
+
+
+def test_resume_of_a_corrupt_checkpoint_is_a_one_line_error(interrupted, tmp_path):
+    root, _, _ = interrupted
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    latest = run / "checkpoints" / str(complete_steps(run)[-1])
+    for path in latest.rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(b"\0" * 7)  # truncate every file of the newest checkpoint
+    before = (run / "metrics.csv").read_bytes()
+    proc = run_cli("--resume", run, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unreadable" in lines[0], proc.stderr
+    assert (run / "metrics.csv").read_bytes() == before
+
+
+def test_unwritable_out_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out, words in ((tmp_path / "file", "not a directory"), ("/proc/jaxppo-run", "not writable")):
+        proc = run_cli("--total-timesteps", "512", "--seeds", "1", "--out", out, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr, proc.stderr
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_eight_vmapped_seeds_do_not_hang():
+    # jax 0.10 CPU deadlocked on the vmapped LAPACK QR of the usual orthogonal init (>= 8 seeds).
+    train = jax.jit(jax.vmap(jaxppo.make_train(jaxppo.PPOConfig(total_timesteps=512)), in_axes=(0, None)))
+    result = train(jax.random.split(jax.random.key(0), 16), jaxppo.PPOHParams())
+    assert result.metrics["policy_loss"].shape == (16, 1)
