@@ -66,9 +66,9 @@ def render(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> byte
 
 
 def curves_from_csv(path: Path, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
-    from jaxppo.rundir import HPARAM_NAMES, read_metrics_csv
+    from jaxppo.rundir import HPARAM_NAMES, read_csv
 
-    rows = read_metrics_csv(path)
+    rows = read_csv(path)
     if not rows:
         raise ConfigError(f"{path} has no rows; the run recorded no iteration yet")
     by_point = defaultdict(lambda: defaultdict(dict))

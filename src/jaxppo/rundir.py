@@ -201,9 +201,6 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-read_metrics_csv = read_csv
-
-
 def rows_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     if rows:
