@@ -581,3 +581,16 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
 
     states = [jax.tree.map(storable, r.states) for r in runs]
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), *states)))
+
+
+def test_wandb_logs_one_offline_run_per_grid_point(tmp_path):
+    env = {**ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxppo.run", *TINY, "--grid", "clip_coef=0.1,0.2", "--wandb", "--out", "run"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2, runs
+    for run in runs:
+        assert list(run.glob("run-*.wandb"))[0].stat().st_size > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -98,6 +99,7 @@ class RunOptions:
     eval_every: int | None = None
     show_progress: bool = True
     tensorboard: bool = False
+    wandb: bool = False
 
 
 def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOptions) -> int:
@@ -113,7 +115,9 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
     done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
     chunk = chunk_length(total, checkpoint_every, options.eval_every)
     evaluator = Evaluator(trainer, settings, run_dir, done)
-    board = TensorBoard(run_dir, settings, done) if options.tensorboard else None
+    loggers = [TensorBoard(run_dir, settings, done)] if options.tensorboard else []
+    if options.wandb:
+        loggers.append(Wandb(run_dir, settings, trainer))
     history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
 
     # Seeds are sharded over the local devices (one per CPU core by default) and padded to fill
@@ -159,8 +163,8 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             run_seconds += time.perf_counter() - t1
             done += length
             progress.update(done * config.batch_size, history[-1]["episode_return_last100"][..., -1])
-            if board is not None:
-                board.write(history[-1], done - length)
+            for logger in loggers:
+                logger.write(history[-1])
             if options.eval_every and done % options.eval_every == 0:
                 evaluator.record(parallel.host_slice(states, seeds, axis=1), done, done * config.batch_size)
             if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
@@ -179,8 +183,8 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
               f"resume with: python -m jaxppo.run --resume {run_dir}", file=sys.stderr)  # fmt: skip
         return EXIT_CODES[stopped]
 
-    if board is not None:
-        board.close()
+    for logger in loggers:
+        logger.close()
     eval_returns = evaluator.final(states) if settings.eval_episodes else None
 
     diverged_at = np.asarray(states.diverged_at)
@@ -237,7 +241,7 @@ class TensorBoard:
             for s in range(settings.seeds)
         }
 
-    def write(self, metrics: dict, first_iteration: int) -> None:
+    def write(self, metrics: dict) -> None:
         steps = metrics["env_steps"]
         for (g, s), writer in self.writers.items():
             for i in range(steps.shape[-1]):
@@ -249,6 +253,44 @@ class TensorBoard:
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
+
+
+class Wandb:
+    """One Weights & Biases run per grid point (grouped by run directory): per-seed returns and
+    every metric's mean over seeds, against env steps. ``WANDB_MODE=offline`` works without a login.
+    """
+
+    def __init__(self, run_dir: Path, settings, trainer):
+        import wandb
+
+        grid, points = settings.grid_hparams()
+        hparams = rundir.resolved_points(trainer, grid, points)
+        self.runs = [
+            wandb.init(
+                project=os.environ.get("WANDB_PROJECT", "jaxppo"),
+                group=run_dir.name,
+                name=f"{run_dir.name}/grid{g}",
+                dir=str(run_dir),
+                reinit="create_new",
+                config={**settings.to_json()["config"], **hparams[g], "seeds": settings.seeds},
+            )  # fmt: skip
+            for g in range(len(points))
+        ]
+
+    def write(self, metrics: dict) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN iterations (no episode finished)
+            for g, run in enumerate(self.runs):
+                for i in range(metrics["env_steps"].shape[-1]):
+                    row = {name: float(np.nanmean(values[g, :, i])) for name, values in metrics.items()}
+                    row.update(
+                        {f"episode_return/seed{s}": float(v) for s, v in enumerate(metrics["episode_return"][g, :, i])}
+                    )
+                    run.log(row, step=int(metrics["env_steps"][g, 0, i]))
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.finish()
 
 
 def _say(message: str, enabled: bool) -> None:

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
     run.add_argument("--tensorboard", action="store_true",
                      help="write TensorBoard logs, one run per (grid point, seed) (pip install jaxppo[tensorboard])")  # fmt: skip
+    run.add_argument("--wandb", action="store_true",
+                     help="log to Weights & Biases, one run per grid point (pip install jaxppo[wandb])")  # fmt: skip
     run.add_argument("--deterministic-eval", action=argparse.BooleanOptionalAction,
                      help="evaluate with the policy's mode (default) or --no-deterministic-eval to sample")  # fmt: skip
     run.add_argument("--stochastic-eval", dest="deterministic_eval", action="store_false", help="sample actions")
@@ -361,12 +363,15 @@ def _main(argv) -> int:
         eval_every=args.pop("eval_every", None),
         show_progress=args.pop("progress", True),
         tensorboard=args.pop("tensorboard", False),
+        wandb=args.pop("wandb", False),
     )
     for flag, value in (("--checkpoint-every", options.checkpoint_every), ("--eval-every", options.eval_every)):
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     if options.tensorboard:
         _require("tensorboardX", "--tensorboard", "tensorboard")
+    if options.wandb:
+        _require("wandb", "--wandb", "wandb")
     file_settings = _read_config_file(args["config"]) if "config" in args else {}
 
     from jaxppo import rundir
