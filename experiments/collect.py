@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Collect the suite's run directories into experiments/RESULTS.md and PNGs under docs/.
+
+    python experiments/collect.py [--runs experiments/runs] [--docs docs]
+
+Rows that have not been run are listed as such; nothing is invented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jaxppo.plot import curves_from_csv, render
+from jaxppo.rundir import atomic_write_bytes, atomic_write_text
+
+# row -> (what, published anchor, target as (kind, value) or None)
+ROWS = {
+    "cartpole": ("CartPole-v1, CleanRL `ppo.py` defaults, 500k steps", "CleanRL 490.04 ± 6.12", (">=", 490)),
+    "acrobot": ("Acrobot-v1, same", "CleanRL -86.36 ± 1.32", (">=", -90)),
+    "mountaincar": ("MountainCar-v0, gymnax-blines config", "blines -118; CleanRL defaults -200", (">=", -140)),
+    "pendulum_bootstrap": ("Pendulum-v1, continuous defaults, bootstrap", "blines -130", (">=", -200)),
+    "pendulum_terminate": ("Pendulum-v1, continuous defaults, terminate", "CleanRL-style about -900", None),
+    "mountaincarcontinuous": ("MountainCarContinuous-v0, continuous defaults", "blines 92", ("frac>", 90)),
+    "breakout": ("Breakout-MinAtar, blines-like, 10M steps", "blines 28", (">=", 28)),
+}
+
+
+def verdict(target, mean: float, per_seed: list) -> str:
+    if target is None:
+        return "—"
+    kind, value = target
+    if kind == "frac>":
+        finite = [v for v in per_seed if v is not None]
+        return f"{sum(v > value for v in finite)}/{len(finite)} seeds > {value}"
+    return ("meets" if mean >= value else "misses") + f" ≥ {value}"
+
+
+def heatmap(summary: dict, title: str) -> bytes | None:
+    points = summary["grid_points"]
+    names = list(points[0]["swept"])
+    if len(names) != 2:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = sorted({p["swept"][names[0]] for p in points})
+    ys = sorted({p["swept"][names[1]] for p in points})
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for p in points:
+        grid[ys.index(p["swept"][names[1]]), xs.index(p["swept"][names[0]])] = p["final_return"]["mean"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+    ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    for (i, j), value in np.ndenumerate(grid):
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="w" if value < np.nanmean(grid) else "k")
+    fig.colorbar(image, label="final return (mean over seeds)")
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=Path, default=Path("experiments/runs"))
+    p.add_argument("--docs", type=Path, default=Path("docs"))
+    args = p.parse_args()
+    args.docs.mkdir(exist_ok=True)
+    lines = ["# Results", "", "Final return: per seed, the mean raw return of its last 100 completed episodes; "
+             "across seeds mean ± std, IQM and a 95 % bootstrap CI. Written by `experiments/collect.py`.", "",
+             "| row | seeds | env steps / seed | final return | IQM | 95 % CI | eval | wall s | published | target |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, (what, anchor, target) in ROWS.items():
+        path = args.runs / name / "summary.json"
+        if not path.is_file():
+            lines.append(f"| {what} | | | not run yet | | | | | {anchor} | |")
+            continue
+        summary = json.loads(path.read_text())
+        point = summary["grid_points"][0]
+        r = point["final_return"]
+        ev = point.get("eval_return", {}).get("mean")
+        wall = summary["compile_seconds"] + summary["run_seconds"]
+        lines.append(
+            f"| {what} | {summary['seeds']} | {summary['env_steps_per_seed']:,} | {r['mean']:.2f} ± {r['std']:.2f} | "
+            f"{r['iqm']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {'' if ev is None else f'{ev:.2f}'} | "
+            f"{wall:.0f} | {anchor} | {verdict(target, r['mean'], point['final_return_per_seed'])} |"
+        )
+        atomic_write_bytes(args.docs / f"{name}.png", render(curves_from_csv(args.runs / name / "metrics.csv"), what))
+    lines += ["", "## Hyperparameter sensitivity", ""]
+    for run in sorted(args.runs.glob("sens_*")):
+        if not (run / "summary.json").is_file():
+            continue
+        summary = json.loads((run / "summary.json").read_text())
+        lines += [f"### {run.name} ({summary['env_id']}, {summary['seeds']} seeds per grid point)", "",
+                  "| grid point | final return | IQM | 95 % CI |", "| --- | --- | --- | --- |"]  # fmt: skip
+        for point in summary["grid_points"]:
+            r = point["final_return"]
+            label = ", ".join(f"{k}={v:g}" for k, v in point["swept"].items())
+            lines.append(f"| {label} | {r['mean']:.2f} ± {r['std']:.2f} | {r['iqm']:.2f} | "
+                         f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] |")  # fmt: skip
+        image = heatmap(summary, f"{summary['env_id']}: final return")
+        if image is not None:
+            atomic_write_bytes(args.docs / f"{run.name}_heatmap.png", image)
+            lines += ["", f"![heatmap](../docs/{run.name}_heatmap.png)"]
+        atomic_write_bytes(args.docs / f"{run.name}.png", render(curves_from_csv(run / "metrics.csv"), run.name))
+        lines += [f"![curves](../docs/{run.name}.png)", ""]
+    atomic_write_text(Path("experiments/RESULTS.md"), "\n".join(lines) + "\n")
+    print("wrote experiments/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The published-results suite: one CLI call per row, each writing experiments/runs/<row>/.
+# Usage: bash experiments/suite.sh [ROW ...]   (no argument: every row; MinAtar rows take hours on a CPU)
+# Then: python experiments/collect.py   -> experiments/RESULTS.md and PNGs under docs/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-64}
+MINATAR_SEEDS=${MINATAR_SEEDS:-8}
+OUT=experiments/runs
+run() { local name=$1; shift; python -m jaxppo.run --out "$OUT/$name" --overwrite --eval-episodes 10 --no-progress "$@"; }
+
+declare -A ROWS=(
+  [cartpole]="--env CartPole-v1 --seeds $SEEDS"
+  [acrobot]="--env Acrobot-v1 --seeds $SEEDS"
+  [mountaincar]="--config experiments/configs/mountaincar_blines.toml --seeds $SEEDS"
+  [pendulum_bootstrap]="--env Pendulum-v1 --seeds $SEEDS --truncation bootstrap"
+  [pendulum_terminate]="--env Pendulum-v1 --seeds $SEEDS --truncation terminate"
+  [mountaincarcontinuous]="--env MountainCarContinuous-v0 --seeds $SEEDS"
+  [breakout]="--config experiments/configs/minatar_blines.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS"
+  # Sensitivity: clip_coef x ent_coef, and vf_coef, 16 seeds per grid point, one compiled call each.
+  [sens_cartpole_clip_ent]="--env CartPole-v1 --seeds 16 --grid clip_coef=0.1,0.2,0.3 --grid ent_coef=0,0.01,0.05"
+  [sens_cartpole_vf]="--env CartPole-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
+  [sens_acrobot_clip_ent]="--env Acrobot-v1 --seeds 16 --grid clip_coef=0.1,0.2,0.3 --grid ent_coef=0,0.01,0.05"
+  [sens_acrobot_vf]="--env Acrobot-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
+)
+ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mountaincarcontinuous
+       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout)
+for name in "${@:-${ORDER[@]}}"; do
+  [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
+  # shellcheck disable=SC2086
+  run "$name" ${ROWS[$name]}
+done
