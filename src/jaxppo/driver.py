@@ -326,6 +326,10 @@ def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seco
             "hparams": rows[g],
             "final_return": summarize(final[g]),
             "final_return_per_seed": [None if np.isnan(v) else float(v) for v in final[g]],
+            # All grid points train in the same compiled call: they share its timings.
+            "compile_seconds": compile_seconds,
+            "run_seconds": run_seconds,
+            "env_steps_per_second": out["env_steps_per_second"],
             # Non-finite loss or parameters: updates rejected from that iteration on (frozen).
             "diverged": [{"seed": s, "iteration": int(i)} for s, i in enumerate(diverged_at[g]) if i >= 0],
         }
