@@ -99,6 +99,7 @@ def make_train(config: PPOConfig, env=None, env_params=None):
 
 
 def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
+    """Validate ``config`` against the env and build the pure pieces of training (see ``Trainer``)."""
     if not isinstance(config, PPOConfig):
         raise ConfigError(f"config must be a jaxppo.PPOConfig, got {type(config).__name__}")
     config.validate()
