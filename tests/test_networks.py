@@ -5,18 +5,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxppo.networks import Actor, Critic, householder_qr, orthogonal
+from jaxppo.networks import Actor, Critic, orthogonal, polar_factor
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (64, 64), (400, 64), (7, 1)])
-def test_householder_qr_matches_lapack_up_to_signs(shape):
+def test_polar_factor_matches_the_svd_polar_factor(shape):
     a = jax.random.normal(jax.random.key(0), shape)
-    q, r = householder_qr(a)
-    q_ref, r_ref = jnp.linalg.qr(a)
-    signs = jnp.sign(jnp.diag(r)) * jnp.sign(jnp.diag(r_ref))
-    np.testing.assert_allclose(q * signs, q_ref, atol=2e-5)
-    np.testing.assert_allclose(q @ r, a, atol=2e-5)
-    np.testing.assert_allclose(r, jnp.triu(r))
+    u, _, vt = np.linalg.svd(np.asarray(a, np.float64), full_matrices=False)
+    np.testing.assert_allclose(polar_factor(a), u @ vt, atol=2e-5)
+
+
+def test_polar_factor_of_an_ill_conditioned_matrix_is_orthonormal():
+    a = jax.random.normal(jax.random.key(1), (64, 64)) @ jnp.diag(jnp.logspace(-4, 0, 64))
+    q = polar_factor(a)
+    np.testing.assert_allclose(q.T @ q, np.eye(64), atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (64, 1)])

