@@ -31,12 +31,6 @@ class EnvSpec(NamedTuple):
 # wait until the CLI has chosen the number of host devices (see parallel.use_host_devices).
 
 
-def registered_env_ids() -> list[str]:
-    import gymnax
-
-    return list(gymnax.registered_envs)
-
-
 def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
     """Build an ``EnvSpec`` from an id, or from a user's ``env`` (and optional ``env_params``)."""
     import gymnax

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -46,11 +45,6 @@ def use_host_devices(count: int | None = None) -> bool:
     count = count or os.cpu_count() or 1
     os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_COUNT_FLAG}={count}".strip()
     return True
-
-
-def host_device_count_requested() -> int | None:
-    match = re.search(rf"{_DEVICE_COUNT_FLAG}=(\d+)", os.environ.get("XLA_FLAGS", ""))
-    return int(match.group(1)) if match else None
 
 
 def seed_mesh(devices=None) -> Mesh:
