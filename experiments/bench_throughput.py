@@ -8,8 +8,13 @@ per configuration so peak RSS is that configuration's own.
     python experiments/bench_throughput.py --seeds 1 8 64
     python experiments/bench_throughput.py --seeds 8 --mode sharded          # train_many over host devices
     python experiments/bench_throughput.py --seeds 8 --purejaxrl PATH        # + PureJaxRL side by side
+    python experiments/bench_throughput.py --seeds 8 --mode cli --purejaxrl PATH   # the CLI, wall clock
 
-``mode``: ``core`` = one device; ``sharded`` = ``train_many`` over one XLA:CPU device per core.
+``mode``: ``core`` = one device; ``sharded`` = ``train_many`` over one XLA:CPU device per core;
+``cli`` = what a user runs, ``python -m jaxppo.run --env CartPole-v1 --seeds N --no-progress``,
+timed as a whole process (start-up, compile, run, every output file), twice: with an empty
+compilation cache (``cold_s``) and again with the cache it left (``warm_s``). Its ratio line
+compares each with PureJaxRL's compile + run.
 With ``--purejaxrl``, jaxppo and PureJaxRL alternate, configuration by configuration, and a
 ratio line follows each pair.
 """
@@ -84,7 +89,33 @@ def measure(seeds: int, timesteps: int, repeats: int, mode: str) -> dict:
     }
 
 
+def time_cli(seeds: int, timesteps: int) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env["JAXPPO_CACHE_DIR"] = str(Path(tmp) / "cache")  # empty: the first run compiles
+        walls, summary = [], {}
+        for attempt in ("cold", "warm"):
+            out = Path(tmp) / attempt
+            cmd = [sys.executable, "-m", "jaxppo.run", "--env", "CartPole-v1", "--seeds", str(seeds),
+                   "--total-timesteps", str(timesteps), "--no-progress", "--out", str(out)]  # fmt: skip
+            start = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            walls.append(time.perf_counter() - start)
+            summary = json.loads((out / "summary.json").read_text())
+    point = summary["grid_points"][0]
+    return {
+        "impl": "jaxppo", "mode": "cli", "seeds": seeds, "timesteps": timesteps,
+        "cold_s": round(walls[0], 2), "warm_s": round(walls[1], 2),
+        "warm_compile_s": round(summary["compile_seconds"], 2), "warm_run_s": round(summary["run_seconds"], 2),
+        "sps_in_run": round(summary["env_steps_per_second"]), "final_return_mean": round(point["final_return"]["mean"], 2),
+    }  # fmt: skip
+
+
 def child(args, seeds: int, mode: str, purejaxrl: str | None = None) -> dict:
+    if mode == "cli" and not purejaxrl:
+        return time_cli(seeds, args.timesteps)
     if purejaxrl:  # the shared harness, run in-process by a wrapper that adds its peak RSS
         argv = [str(HARNESS), "--purejaxrl", purejaxrl, "--seeds", str(seeds),
                 "--timesteps", str(args.timesteps), "--repeats", str(args.repeats)]  # fmt: skip
@@ -108,7 +139,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 8, 64])
     p.add_argument("--timesteps", type=int, default=500_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--mode", choices=["core", "sharded"], default="core")
+    p.add_argument("--mode", choices=["core", "sharded", "cli"], default="core")
     p.add_argument("--purejaxrl", default=None, help="PureJaxRL checkout: time it side by side")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -121,6 +152,14 @@ def main() -> None:
         if args.purejaxrl:
             theirs = child(args, seeds, args.mode, args.purejaxrl)
             print(json.dumps(theirs), flush=True)
+            if args.mode == "cli":
+                baseline = theirs["compile_total_s"] + theirs["run_s"]
+                print(json.dumps({
+                    "ratio": "jaxppo cli wall / purejaxrl (lower + compile + run)", "seeds": seeds,
+                    "purejaxrl_s": round(baseline, 2),
+                    "cold_ratio": round(ours["cold_s"] / baseline, 3), "warm_ratio": round(ours["warm_s"] / baseline, 3),
+                }), flush=True)  # fmt: skip
+                continue
             print(json.dumps({
                 "ratio": f"jaxppo {args.mode} / purejaxrl", "seeds": seeds,
                 "sps_ratio": round(ours["sps"] / theirs["sps_actual"], 3),

@@ -3,13 +3,19 @@
 
     python experiments/collect.py [--runs experiments/runs] [--docs docs]
 
-Rows that have not been run are listed as such; nothing is invented.
+Each row that has a run directory under ``--runs`` gets its fragment written anew to
+``experiments/results/<row>.md`` (committed, with the commit and machine it ran on); RESULTS.md is
+then assembled from all fragments, so rows run at different times keep their numbers. Rows
+without a fragment are listed as not run; nothing is invented.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -73,51 +79,74 @@ def heatmap(summary: dict, title: str) -> bytes | None:
     return buffer.getvalue()
 
 
+def provenance() -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return f"commit {commit or '?'}, {os.cpu_count()}-core {platform.machine()} CPU"
+
+
+def row_fragment(name: str, summary: dict) -> str:
+    what, anchor, target = ROWS[name]
+    point = summary["grid_points"][0]
+    r = point["final_return"]
+    ev = point.get("eval_return", {}).get("mean")
+    wall = summary["compile_seconds"] + summary["run_seconds"]
+    return (
+        f"| {what} | {summary['seeds']} | {summary['env_steps_per_seed']:,} | {r['mean']:.2f} ± {r['std']:.2f} | "
+        f"{r['iqm']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {'' if ev is None else f'{ev:.2f}'} | "
+        f"{wall:.0f} ({provenance()}) | {anchor} | {verdict(target, r['mean'], point['final_return_per_seed'])} |\n"
+    )
+
+
+def sensitivity_fragment(run: Path, summary: dict, docs: Path) -> str:
+    lines = [f"### {run.name} ({summary['env_id']}, {summary['seeds']} seeds per grid point)", "",
+             f"Run at {provenance()}, one compiled call, {summary['compile_seconds'] + summary['run_seconds']:.0f} s.",
+             "", "| grid point | final return | IQM | 95 % CI |", "| --- | --- | --- | --- |"]  # fmt: skip
+    for point in summary["grid_points"]:
+        r = point["final_return"]
+        label = ", ".join(f"{k}={v:g}" for k, v in point["swept"].items())
+        lines.append(f"| {label} | {r['mean']:.2f} ± {r['std']:.2f} | {r['iqm']:.2f} | "
+                     f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] |")  # fmt: skip
+    image = heatmap(summary, f"{summary['env_id']}: final return")
+    if image is not None:
+        atomic_write_bytes(docs / f"{run.name}_heatmap.png", image)
+        lines += ["", f"![heatmap](../docs/{run.name}_heatmap.png)"]
+    atomic_write_bytes(docs / f"{run.name}.png", render(curves_from_csv(run / "metrics.csv"), run.name))
+    lines += [f"![curves](../docs/{run.name}.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, default=Path("experiments/runs"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
+    p.add_argument("--results", type=Path, default=Path("experiments/results"))
     args = p.parse_args()
     args.docs.mkdir(exist_ok=True)
-    lines = ["# Results", "", "Final return: per seed, the mean raw return of its last 100 completed episodes; "
-             "across seeds mean ± std, IQM and a 95 % bootstrap CI. Written by `experiments/collect.py`.", "",
-             "| row | seeds | env steps / seed | final return | IQM | 95 % CI | eval | wall s | published | target |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for name, (what, anchor, target) in ROWS.items():
+    args.results.mkdir(exist_ok=True)
+    for name in ROWS:
         path = args.runs / name / "summary.json"
-        if not path.is_file():
-            lines.append(f"| {what} | | | not run yet | | | | | {anchor} | |")
-            continue
-        summary = json.loads(path.read_text())
-        point = summary["grid_points"][0]
-        r = point["final_return"]
-        ev = point.get("eval_return", {}).get("mean")
-        wall = summary["compile_seconds"] + summary["run_seconds"]
-        lines.append(
-            f"| {what} | {summary['seeds']} | {summary['env_steps_per_seed']:,} | {r['mean']:.2f} ± {r['std']:.2f} | "
-            f"{r['iqm']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {'' if ev is None else f'{ev:.2f}'} | "
-            f"{wall:.0f} | {anchor} | {verdict(target, r['mean'], point['final_return_per_seed'])} |"
-        )
-        atomic_write_bytes(args.docs / f"{name}.png", render(curves_from_csv(args.runs / name / "metrics.csv"), what))
-    lines += ["", "## Hyperparameter sensitivity", ""]
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            atomic_write_text(args.results / f"{name}.md", row_fragment(name, summary))
+            what = ROWS[name][0]
+            atomic_write_bytes(args.docs / f"{name}.png", render(curves_from_csv(args.runs / name / "metrics.csv"), what))
     for run in sorted(args.runs.glob("sens_*")):
-        if not (run / "summary.json").is_file():
-            continue
-        summary = json.loads((run / "summary.json").read_text())
-        lines += [f"### {run.name} ({summary['env_id']}, {summary['seeds']} seeds per grid point)", "",
-                  "| grid point | final return | IQM | 95 % CI |", "| --- | --- | --- | --- |"]  # fmt: skip
-        for point in summary["grid_points"]:
-            r = point["final_return"]
-            label = ", ".join(f"{k}={v:g}" for k, v in point["swept"].items())
-            lines.append(f"| {label} | {r['mean']:.2f} ± {r['std']:.2f} | {r['iqm']:.2f} | "
-                         f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] |")  # fmt: skip
-        image = heatmap(summary, f"{summary['env_id']}: final return")
-        if image is not None:
-            atomic_write_bytes(args.docs / f"{run.name}_heatmap.png", image)
-            lines += ["", f"![heatmap](../docs/{run.name}_heatmap.png)"]
-        atomic_write_bytes(args.docs / f"{run.name}.png", render(curves_from_csv(run / "metrics.csv"), run.name))
-        lines += [f"![curves](../docs/{run.name}.png)", ""]
-    atomic_write_text(Path("experiments/RESULTS.md"), "\n".join(lines) + "\n")
+        if (run / "summary.json").is_file():
+            summary = json.loads((run / "summary.json").read_text())
+            atomic_write_text(args.results / f"{run.name}.md", sensitivity_fragment(run, summary, args.docs))
+
+    lines = ["# Results", "", "Final return: per seed, the mean raw return of its last 100 completed episodes; "
+             "across seeds mean ± std, IQM and a 95 % bootstrap CI. Written by `experiments/collect.py` from "
+             "`experiments/results/` (one fragment per row, with the commit and machine it ran on).", "",
+             "| row | seeds | env steps / seed | final return | IQM | 95 % CI | eval | wall s (where) | published | target |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, (what, anchor, _) in ROWS.items():
+        fragment = args.results / f"{name}.md"
+        lines.append(fragment.read_text().rstrip("\n") if fragment.is_file() else f"| {what} | | | not run yet | | | | | {anchor} | |")
+    lines += ["", "## Hyperparameter sensitivity", ""]
+    for fragment in sorted(args.results.glob("sens_*.md")):
+        lines.append(fragment.read_text())
+    atomic_write_text(Path("experiments/RESULTS.md"), "\n".join(lines).rstrip("\n") + "\n")
     print("wrote experiments/RESULTS.md")
 
 

@@ -6,13 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-64}
 MINATAR_SEEDS=${MINATAR_SEEDS:-8}
+# The blines MountainCar config updates 64 epochs x 4 minibatches per 512 steps: 32x CartPole's
+# update work per step, so 16 seeds by default (about 20 minutes on 2 cores).
+MOUNTAINCAR_SEEDS=${MOUNTAINCAR_SEEDS:-16}
 OUT=experiments/runs
 run() { local name=$1; shift; python -m jaxppo.run --out "$OUT/$name" --overwrite --eval-episodes 10 --no-progress "$@"; }
 
 declare -A ROWS=(
   [cartpole]="--env CartPole-v1 --seeds $SEEDS"
   [acrobot]="--env Acrobot-v1 --seeds $SEEDS"
-  [mountaincar]="--config experiments/configs/mountaincar_blines.toml --seeds $SEEDS"
+  [mountaincar]="--config experiments/configs/mountaincar_blines.toml --seeds $MOUNTAINCAR_SEEDS"
   [pendulum_bootstrap]="--env Pendulum-v1 --seeds $SEEDS --truncation bootstrap"
   [pendulum_terminate]="--env Pendulum-v1 --seeds $SEEDS --truncation terminate"
   [mountaincarcontinuous]="--env MountainCarContinuous-v0 --seeds $SEEDS"

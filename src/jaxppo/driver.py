@@ -24,7 +24,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxppo import parallel, rundir
-from jaxppo.evaluation import evaluate
+from jaxppo.evaluation import agent_keys, evaluate
 from jaxppo.stats import summarize
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -103,21 +103,28 @@ class RunOptions:
 
 
 def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOptions) -> int:
-    """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming."""
+    """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming.
+
+    With several processes (``jax.distributed``), this process trains its block of seeds
+    (``parallel.process_seed_range``) and writes its files into ``rundir.part_dir``; process 0
+    then merges every part into the run directory (``merge_parts``).
+    """
     from jaxppo.run import chunk_length
 
     checkpoint_every, show_progress = options.checkpoint_every, options.show_progress
 
     grid, points = settings.grid_hparams()
-    grid_size, seeds = len(points), settings.seeds
+    seed_range = parallel.process_seed_range(settings.seeds)
+    out_dir = rundir.part_dir(run_dir)
+    grid_size, seeds = len(points), len(seed_range)
     config = trainer.config
     total = config.num_iterations
     done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
     chunk = chunk_length(total, checkpoint_every, options.eval_every)
-    evaluator = Evaluator(trainer, settings, run_dir, done)
-    loggers = [TensorBoard(run_dir, settings, done)] if options.tensorboard else []
+    evaluator = Evaluator(trainer, settings, out_dir, done, seed_range.start)
+    loggers = [TensorBoard(out_dir, settings, done, seed_range)] if options.tensorboard else []
     if options.wandb:
-        loggers.append(Wandb(run_dir, settings, trainer))
+        loggers.append(Wandb(out_dir, settings, trainer, seed_range))
     history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
 
     # Seeds are sharded over the local devices (one per CPU core by default) and padded to fill
@@ -130,13 +137,17 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
         states, m = jax.lax.scan(lambda st, _: step_local(st, grid), states, None, length=length)
         return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
 
+    process = (
+        f" (process {jax.process_index()} of {jax.process_count()}: seeds {seed_range.start}..{seed_range.stop - 1})"
+    )
     _say(f"jaxppo: {settings.config.env_id}, {grid_size} grid point(s) x {seeds} seed(s) on {mesh.size} "
-         f"device(s), {total} iterations of {config.batch_size} steps; writing {run_dir}", show_progress)  # fmt: skip
+         f"device(s), {total} iterations of {config.batch_size} steps"
+         f"{process if jax.process_count() > 1 else ''}; writing {out_dir}", show_progress)  # fmt: skip
     stopped = None
     with Stopper() as stopper:  # a signal while compiling stops after the first chunk
         t0 = time.perf_counter()
         if states is None:
-            keys = parallel.pad_seeds(rundir.run_keys(settings), 0, padded)
+            keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
             states = jax.jit(rundir.batched_init(trainer, grid_size))(keys, grid)
         else:
             states = parallel.pad_seeds(states, 1, padded)
@@ -170,8 +181,8 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
                 metrics = _concat(history)
                 history = [metrics]
-                rundir.save_checkpoint(run_dir, done, parallel.host_slice(states, seeds, axis=1), metrics)
-                _write_metrics(run_dir, trainer, settings, metrics)
+                rundir.save_checkpoint(out_dir, done, parallel.host_slice(states, seeds, axis=1), metrics)
+                _write_metrics(out_dir, trainer, settings, metrics, seed_range.start)
             if stopper.signal and done < total:
                 stopped = stopper.signal
                 break
@@ -179,30 +190,119 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
     progress.close()
     metrics = _concat(history)
     if stopped is not None:
-        print(f"stopped after iteration {done} of {total}; checkpoint and logs saved in {run_dir}\n"
-              f"resume with: python -m jaxppo.run --resume {run_dir}", file=sys.stderr)  # fmt: skip
+        print(f"stopped after iteration {done} of {total}; checkpoint and logs saved in {out_dir}\n"
+              f"resume with: python -m jaxppo.run --resume {run_dir}"
+              f"{' (and the same process flags, on every process)' if jax.process_count() > 1 else ''}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_CODES[stopped]
 
     for logger in loggers:
         logger.close()
-    eval_returns = evaluator.final(states) if settings.eval_episodes else None
+    part = Part(
+        metrics=metrics,
+        eval_returns=evaluator.final(states) if settings.eval_episodes else None,
+        diverged_at=np.asarray(states.diverged_at),
+        compile_seconds=compile_seconds,
+        run_seconds=run_seconds,
+    )
+    if jax.process_count() == 1:
+        write_outputs(run_dir, trainer, settings, part)
+        return 0
+    part.save(out_dir)
+    parallel.barrier("parts-written")
+    if jax.process_index() != 0:
+        print(f"process {jax.process_index()}: seeds {seed_range.start}..{seed_range.stop - 1} done in {out_dir}; "
+              f"process 0 merges the run", file=sys.stderr)  # fmt: skip
+        return 0
+    return merge_parts(run_dir)
 
-    diverged_at = np.asarray(states.diverged_at)
-    summary = _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds, diverged_at)
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A block of seeds' final results (all seeds, for a single process): what the run's
+    summary, metrics.csv and plot are made from."""
+
+    metrics: dict  # name -> [G, S, iterations]
+    eval_returns: np.ndarray | None  # [G, S, episodes]
+    diverged_at: np.ndarray  # [G, S]
+    compile_seconds: float
+    run_seconds: float
+
+    FILE = "part.npz"
+
+    def save(self, directory: Path) -> None:
+        import io
+
+        arrays = {f"metric/{k}": np.asarray(v) for k, v in self.metrics.items()}
+        if self.eval_returns is not None:
+            arrays["eval_returns"] = np.asarray(self.eval_returns)
+        buffer = io.BytesIO()
+        np.savez(buffer, diverged_at=self.diverged_at, seconds=np.array([self.compile_seconds, self.run_seconds]),
+                 **arrays)  # fmt: skip
+        rundir.atomic_write_bytes(directory / self.FILE, buffer.getvalue())
+
+    @classmethod
+    def load(cls, directory: Path) -> Part:
+        with np.load(directory / cls.FILE) as data:
+            metrics = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("metric/")}
+            eval_returns = data["eval_returns"] if "eval_returns" in data.files else None
+            compile_seconds, run_seconds = (float(x) for x in data["seconds"])
+            return cls(metrics, eval_returns, data["diverged_at"], compile_seconds, run_seconds)
+
+    @classmethod
+    def concatenate(cls, parts: list[Part]) -> Part:
+        """Seeds of consecutive parts side by side; timings of the slowest process."""
+        return cls(
+            metrics={k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics},
+            eval_returns=None if parts[0].eval_returns is None
+            else np.concatenate([p.eval_returns for p in parts], axis=1),
+            diverged_at=np.concatenate([p.diverged_at for p in parts], axis=1),
+            compile_seconds=max(p.compile_seconds for p in parts),
+            run_seconds=max(p.run_seconds for p in parts),
+        )  # fmt: skip
+
+
+def merge_parts(run_dir: Path) -> int:
+    """Merge the ``process<K>/`` parts of a multi-process run into its metrics.csv, eval.csv,
+    summary.json and plot (also ``python -m jaxppo.merge RUN`` after copying the parts in)."""
+    from jaxppo.config import ConfigError
+    from jaxppo.train import make_trainer
+
+    run_dir = Path(run_dir)
+    settings = rundir.read_settings(run_dir)
+    count = rundir.stored_process_count(run_dir)
+    directories = [run_dir / f"process{k}" for k in range(count)]
+    missing = [str(d) for d in directories if not (d / Part.FILE).is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir} lacks the finished part(s) {', '.join(missing)}; copy every process's "
+                          f"process<K>/ directory into {run_dir} (or finish those processes), then merge again")  # fmt: skip
+    trainer = make_trainer(settings.config)
+    eval_rows = [
+        row for d in directories if (d / rundir.EVAL_FILE).is_file() for row in rundir.read_csv(d / rundir.EVAL_FILE)
+    ]
+    if eval_rows:
+        rundir.atomic_write_text(run_dir / rundir.EVAL_FILE, rundir.rows_csv(eval_rows))
+    write_outputs(run_dir, trainer, settings, Part.concatenate([Part.load(d) for d in directories]))
+    return 0
+
+
+def write_outputs(run_dir: Path, trainer, settings, part: Part) -> None:
+    """The run's metrics.csv, summary.json and learning-curve plot, and the console table."""
+    _write_metrics(run_dir, trainer, settings, part.metrics)
+    summary = _summary(trainer, settings, part)
     rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     from jaxppo.plot import curves_from_csv, render
 
     curves = curves_from_csv(run_dir / rundir.METRICS_FILE)
     rundir.atomic_write_bytes(run_dir / rundir.PLOT_FILE, render(curves, f"{settings.config.env_id}, PPO"))
     print(_table(summary, run_dir))
-    return 0
 
 
 class Evaluator:
     """In-jit evaluation of every agent at once: periodic rows in eval.csv, and the final one."""
 
-    def __init__(self, trainer, settings, run_dir: Path, done: int):
-        self.settings, self.path = settings, run_dir / rundir.EVAL_FILE
+    def __init__(self, trainer, settings, run_dir: Path, done: int, first_seed: int = 0):
+        self.settings, self.path, self.first_seed = settings, run_dir / rundir.EVAL_FILE, first_seed
         self.evaluate_all = jax.jit(
             lambda p, s, k: evaluate(
                 trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval, batch_dims=2
@@ -214,12 +314,15 @@ class Evaluator:
         self.rows = [r for r in rundir.read_csv(self.path) if int(r["iteration"]) <= done] if self.path.exists() else []
 
     def returns(self, states, key) -> np.ndarray:
-        return np.asarray(self.evaluate_all(states.params, states.obs_stats, key))  # [G, S, episodes]
+        """``[G, S, episodes]``; agent (g, s) gets the same key whichever process evaluates it."""
+        grid_size, seeds = np.shape(states.diverged_at)
+        keys = agent_keys(key, (grid_size, self.settings.seeds))[:, self.first_seed : self.first_seed + seeds]
+        return np.asarray(self.evaluate_all(states.params, states.obs_stats, keys))
 
     def record(self, states, iteration: int, env_steps: int) -> None:
         returns = self.returns(states, jax.random.fold_in(jax.random.key(self.settings.seed + 1), iteration))
         for g, s in np.ndindex(returns.shape[:2]):
-            self.rows.append({"grid_point": g, **{f"hp_{k}": v for k, v in self.hparam_rows[g].items()}, "seed": s,
+            self.rows.append({"grid_point": g, **{f"hp_{k}": v for k, v in self.hparam_rows[g].items()}, "seed": self.first_seed + s,
                               "iteration": iteration, "env_steps": env_steps,
                               "eval_return": str(returns[g, s].mean()), "eval_return_std": str(returns[g, s].std())})  # fmt: skip
         rundir.atomic_write_text(self.path, rundir.rows_csv(self.rows))
@@ -231,14 +334,14 @@ class Evaluator:
 class TensorBoard:
     """One TensorBoard run per (grid point, seed): every metric against env steps."""
 
-    def __init__(self, run_dir: Path, settings, done: int):
+    def __init__(self, run_dir: Path, settings, done: int, seed_range: range):
         from tensorboardX import SummaryWriter
 
         _, points = settings.grid_hparams()
         self.writers = {
-            (g, s): SummaryWriter(str(run_dir / "tensorboard" / f"grid{g}_seed{s}"), purge_step=done + 1)
+            (g, s): SummaryWriter(str(run_dir / "tensorboard" / f"grid{g}_seed{seed}"), purge_step=done + 1)
             for g in range(len(points))
-            for s in range(settings.seeds)
+            for s, seed in enumerate(seed_range)
         }
 
     def write(self, metrics: dict) -> None:
@@ -260,7 +363,7 @@ class Wandb:
     every metric's mean over seeds, against env steps. ``WANDB_MODE=offline`` works without a login.
     """
 
-    def __init__(self, run_dir: Path, settings, trainer):
+    def __init__(self, run_dir: Path, settings, trainer, seed_range: range):
         import wandb
 
         grid, points = settings.grid_hparams()
@@ -269,13 +372,15 @@ class Wandb:
             wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "jaxppo"),
                 group=run_dir.name,
-                name=f"{run_dir.name}/grid{g}",
+                name=f"{run_dir.name}/grid{g}"
+                + (f"/seeds{seed_range.start}-{seed_range.stop - 1}" if len(seed_range) < settings.seeds else ""),
                 dir=str(run_dir),
                 reinit="create_new",
                 config={**settings.to_json()["config"], **hparams[g], "seeds": settings.seeds},
             )  # fmt: skip
             for g in range(len(points))
         ]
+        self.first_seed = seed_range.start
 
     def write(self, metrics: dict) -> None:
         with warnings.catch_warnings():
@@ -283,9 +388,8 @@ class Wandb:
             for g, run in enumerate(self.runs):
                 for i in range(metrics["env_steps"].shape[-1]):
                     row = {name: float(np.nanmean(values[g, :, i])) for name, values in metrics.items()}
-                    row.update(
-                        {f"episode_return/seed{s}": float(v) for s, v in enumerate(metrics["episode_return"][g, :, i])}
-                    )
+                    row.update({f"episode_return/seed{self.first_seed + s}": float(v)
+                                for s, v in enumerate(metrics["episode_return"][g, :, i])})  # fmt: skip
                     run.log(row, step=int(metrics["env_steps"][g, 0, i]))
 
     def close(self) -> None:
@@ -302,13 +406,15 @@ def _concat(history: list[dict]) -> dict:
     return {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
 
 
-def _write_metrics(run_dir, trainer, settings, metrics) -> None:
+def _write_metrics(run_dir, trainer, settings, metrics, first_seed: int = 0) -> None:
     grid, points = settings.grid_hparams()
     rows = rundir.resolved_points(trainer, grid, points)
-    rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows))
+    rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows, first_seed))
 
 
-def _summary(trainer, settings, metrics, eval_returns, compile_seconds, run_seconds, diverged_at) -> dict:
+def _summary(trainer, settings, part: Part) -> dict:
+    metrics, eval_returns, diverged_at = part.metrics, part.eval_returns, part.diverged_at
+    compile_seconds, run_seconds = part.compile_seconds, part.run_seconds
     grid, points = settings.grid_hparams()
     rows = rundir.resolved_points(trainer, grid, points)
     final = np.asarray(metrics["episode_return_last100"])[:, :, -1]  # [G, S]

@@ -37,18 +37,24 @@ def make_act(trainer: Trainer, deterministic: bool = True):
     return act
 
 
+def agent_keys(key, batch_shape: tuple[int, ...]):
+    """One evaluation key per agent of a ``batch_shape`` (e.g. ``[G, S]``) batch."""
+    return jax.random.split(key, math.prod(batch_shape)).reshape(batch_shape)
+
+
 def evaluate(
     trainer: Trainer, params, obs_stats, key, num_episodes: int, deterministic: bool = True, batch_dims: int = 0
 ):
     """Raw returns ``[..., num_episodes]`` of the policy, one env per episode, to the time limit.
 
     ``params``/``obs_stats`` may carry ``batch_dims`` leading axes (e.g. 2 for the ``[G, S]``
-    states of a grid run): every agent is evaluated in the same call, each with its own key.
+    states of a grid run): every agent is evaluated in the same call, each with its own key,
+    ``agent_keys(key, batch_shape)``, or ``key`` already holds one key per agent.
     Pure and ``jit``-able. Observation statistics are frozen (as trained).
     """
     if batch_dims:
         batch_shape = jax.tree.leaves(params)[0].shape[:batch_dims]
-        keys = jax.random.split(key, math.prod(batch_shape)).reshape(batch_shape)
+        keys = key if key.shape == batch_shape else agent_keys(key, batch_shape)
         single = lambda p, s, k: evaluate(trainer, p, s, k, num_episodes, deterministic)
         for _ in range(batch_dims):
             single = jax.vmap(single)

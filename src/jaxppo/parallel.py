@@ -8,6 +8,9 @@
   the device count are padded with copies of the last seed, dropped afterwards (vmapped seeds
   are independent, so padding never changes a real seed's numbers).
 - ``seed_chunk``: ``lax.map`` over chunks of vmapped seeds bounds device memory; same results.
+- Several processes (hosts) joined by ``jax.distributed.initialize``: each trains the
+  contiguous block of seeds ``process_seed_range`` gives it, on its own local devices, with no
+  communication during training; ``barrier`` lines them up around shared files.
 """
 
 from __future__ import annotations
@@ -151,3 +154,32 @@ def host_slice(tree, size: int, axis: int):
         return np.take(jax.device_get(x), np.arange(size), axis=axis)
 
     return jax.tree.map(one, tree)
+
+
+def process_seed_range(seeds: int, index: int | None = None, count: int | None = None) -> range:
+    """The seeds process ``index`` of ``count`` trains: contiguous blocks whose sizes differ
+    by at most one (defaults: this process of ``jax.distributed``'s processes).
+
+    Seed ``s`` keeps its key whatever the block (``run_keys(settings)[s]``), so a multi-process
+    run trains the same agents as a single-process one.
+    """
+    index = jax.process_index() if index is None else index
+    count = jax.process_count() if count is None else count
+    if seeds < count:
+        raise ConfigError(f"--seeds {seeds} is fewer than the {count} processes; give at least one seed per process")
+    base, extra = divmod(seeds, count)
+    start = index * base + min(index, extra)
+    return range(start, start + base + (index < extra))
+
+
+def barrier(name: str, timeout_s: float = 24 * 3600) -> None:
+    """Block until every process of ``jax.distributed`` reaches ``name`` (no-op for one process).
+
+    Uses the coordination service's barrier (as orbax does), not a device collective: XLA:CPU
+    needs no cross-process collectives for it.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    distributed.global_state.client.wait_at_barrier(f"jaxppo:{name}", int(timeout_s * 1000))

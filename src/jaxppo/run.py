@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not use the on-disk compilation cache ($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
     run.add_argument("--host-devices", type=_int, metavar="N",
                      help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
+    hosts = p.add_argument_group("several processes or hosts (jax.distributed; run the same command on each)")
+    hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="address of process 0, which every process joins")  # fmt: skip
+    hosts.add_argument("--num-processes", type=_int, metavar="N", help="how many processes share the run")
+    hosts.add_argument("--process-id", type=_int, metavar="K", help="this process's index, 0 .. N-1")
     ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof"):
         ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_steps if name == "total_timesteps" else _int)
@@ -353,6 +358,9 @@ def _main(argv) -> int:
     from jaxppo.parallel import use_host_devices
 
     use_host_devices(host_devices)  # before anything starts jax's backends
+    _join_processes(
+        args.pop("coordinator_address", None), args.pop("num_processes", None), args.pop("process_id", None)
+    )
     if args.pop("compile_cache", True):
         enable_compile_cache()
     out_arg, overwrite, resume = args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None)
@@ -374,11 +382,17 @@ def _main(argv) -> int:
         _require("wandb", "--wandb", "wandb")
     file_settings = _read_config_file(args["config"]) if "config" in args else {}
 
-    from jaxppo import rundir
+    import jax
+
+    from jaxppo import parallel, rundir
 
     if resume:
         run_dir = Path(resume)
         stored = rundir.read_settings(run_dir)
+        processes = rundir.stored_process_count(run_dir)
+        if processes != jax.process_count():
+            raise ConfigError(f"--resume {resume} was trained by {processes} process(es), this is {jax.process_count()}; "
+                              f"resume it with --num-processes {processes} (one per part)")  # fmt: skip
         if out_arg and Path(out_arg).resolve() != run_dir.resolve():
             raise ConfigError(f"--out {out_arg} differs from --resume {resume}; a resumed run continues in place")
         settings = settings_from_args({**file_settings, **args}, base=_settings_as_args(stored))
@@ -397,17 +411,52 @@ def _main(argv) -> int:
         raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
     trainer = make_trainer(settings.config)  # validates env and config before anything is written
     settings.grid_hparams()  # validates the grid
+    seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if resume:
         _, states, metrics = rundir.restore_checkpoint(
-            run_dir, rundir.abstract_states(trainer, settings), rundir.metric_names(trainer, settings)
+            rundir.part_dir(run_dir),
+            rundir.abstract_states(trainer, settings, seed_range),
+            rundir.metric_names(trainer, settings),
         )
     else:
-        prepare_out_dir(run_dir, overwrite)
-        rundir.write_config(run_dir, settings, trainer)
+        # Process 0 prepares the run directory; the others then add their process<K>/ parts.
+        if jax.process_index() == 0:
+            prepare_out_dir(run_dir, overwrite)
+            rundir.write_config(run_dir, settings, trainer)
+        parallel.barrier("run-dir-ready", timeout_s=600)  # process 0 only checks and writes config.json
+        if jax.process_count() > 1:
+            prepare_out_dir(rundir.part_dir(run_dir), overwrite)
+            rundir.write_config(rundir.part_dir(run_dir), settings, trainer, seed_range)
         states = metrics = None
     from jaxppo.driver import train_run
 
     return train_run(trainer, settings, run_dir, states, metrics, options)
+
+
+def _join_processes(address: str | None, count: int | None, index: int | None) -> None:
+    """``jax.distributed.initialize`` from the three process flags (all or none)."""
+    given = {"--coordinator-address": address, "--num-processes": count, "--process-id": index}
+    if all(v is None for v in given.values()):
+        return
+    missing = [flag for flag, v in given.items() if v is None]
+    if missing:
+        raise ConfigError(f"several processes need all three of --coordinator-address, --num-processes and "
+                          f"--process-id; missing {', '.join(missing)}")  # fmt: skip
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--process-id must be in 0..{count - 1} for --num-processes {count}, got {index}")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--coordinator-address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234")
+    import jax
+
+    try:
+        jax.distributed.initialize(address, num_processes=count, process_id=index, initialization_timeout=300)
+    except Exception as error:  # jax raises RuntimeError/XlaRuntimeError with multi-line texts
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"could not join the {count} processes at {address} ({first}); start every process "
+            f"with the same --coordinator-address, reachable from all of them"
+        ) from None
 
 
 def _settings_as_args(settings) -> dict:

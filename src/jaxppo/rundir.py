@@ -151,17 +151,34 @@ def environment_info() -> dict:
     }
 
 
-def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer) -> None:
+def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer, seed_range: range | None = None) -> None:
+    """``seed_range``: the seeds this directory holds, when it is one process's part of a run."""
     grid, points = settings.grid_hparams()
+    seed_range = range(settings.seeds) if seed_range is None else seed_range
     data = {
         **settings.to_json(),
         "resolved_config": {**dataclasses.asdict(resolved.config), "env_kwargs": dict(resolved.config.env_kwargs)},
         "resolved_grid": resolved_points(resolved, grid, points),
         "num_iterations": resolved.config.num_iterations,
         "env_steps_per_seed": resolved.config.env_steps,
+        "processes": jax.process_count(),
+        "seed_range": [seed_range.start, seed_range.stop],
         "environment": environment_info(),
     }
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def stored_process_count(run_dir: Path) -> int:
+    """How many processes trained the run in ``run_dir`` (1 for runs written before multi-process)."""
+    return int(json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("processes", 1))
+
+
+def part_dir(run_dir: Path, process_index: int | None = None) -> Path:
+    """Where a process writes its seeds' files: the run directory itself for a single process,
+    ``process<K>/`` inside it when several processes share the run."""
+    if jax.process_count() == 1:
+        return Path(run_dir)
+    return Path(run_dir) / f"process{jax.process_index() if process_index is None else process_index}"
 
 
 def resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
@@ -178,8 +195,9 @@ def resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> l
     return out
 
 
-def metrics_csv(metrics: dict, hparam_rows: list[dict]) -> str:
-    """Long format: one row per (grid point, seed, iteration); metrics are ``[G, S, n]``."""
+def metrics_csv(metrics: dict, hparam_rows: list[dict], first_seed: int = 0) -> str:
+    """Long format: one row per (grid point, seed, iteration); metrics are ``[G, S, n]``;
+    seed ``s`` of the arrays is written as ``first_seed + s``."""
     names = sorted(k for k in metrics if k != "env_steps")
     grid_size, seeds, iterations = np.shape(metrics["env_steps"])
     buffer = io.StringIO()
@@ -192,7 +210,7 @@ def metrics_csv(metrics: dict, hparam_rows: list[dict]) -> str:
             for i in range(iterations):
                 # str() of a numpy scalar is its shortest round-tripping repr (float32 stays short).
                 values = [str(arrays[name][g, s, i]) for name in names]
-                writer.writerow([g, *hp, s, i + 1, int(arrays["env_steps"][g, s, i]), *values])
+                writer.writerow([g, *hp, first_seed + s, i + 1, int(arrays["env_steps"][g, s, i]), *values])
     return buffer.getvalue()
 
 
@@ -212,7 +230,9 @@ def rows_csv(rows: list[dict]) -> str:
 
 # ------------------------------------------------------------- checkpoints
 def _to_storable(tree):
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    # Host numpy arrays: orbax saves them as they are, also in a multi-process run (it refuses
+    # host-local jax.Arrays there).
+    return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x)) if _is_key(x) else np.asarray(x), tree)
 
 
 def _is_key(x) -> bool:
@@ -228,12 +248,46 @@ def _checkpoint_manager(run_dir: Path, create: bool):
     )
 
 
+# A process of a multi-process run checkpoints its own seeds alone, as checkpoints/<iteration>.npz
+# (written to a temporary file, then renamed; the two newest kept). Orbax cannot do this: in a
+# multi-process program it writes host arrays from process 0 only and refuses process-local
+# jax.Arrays, while these processes share no arrays.
+def _save_part_checkpoint(directory: Path, iteration: int, payload) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{str(i): np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(payload))})
+    atomic_write_bytes(directory / f"{iteration}.npz", buffer.getvalue())
+    for older in _part_checkpoint_steps(directory)[:-2]:
+        (directory / f"{older}.npz").unlink()
+
+
+def _part_checkpoint_steps(directory: Path) -> list[int]:
+    return sorted(int(p.stem) for p in directory.glob("*.npz") if p.stem.isdigit())
+
+
+def _restore_part_checkpoint(path: Path, target):
+    leaves, treedef = jax.tree.flatten(target)
+    try:
+        with np.load(path) as data:
+            stored = [data[str(i)] for i in range(len(leaves))]
+    except Exception as error:  # zip/npy errors of a damaged file
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(error).__name__}); "
+                          f"delete it to fall back to an earlier one, or start a new run") from None  # fmt: skip
+    for value, like in zip(stored, leaves, strict=True):
+        if value.shape != like.shape or value.dtype != like.dtype:
+            raise ConfigError(f"checkpoint {path} does not match this run's shapes; it belongs to another run")
+    return jax.tree.unflatten(treedef, stored)
+
+
 def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> None:
+    payload = {"states": _to_storable(states), "metrics": metrics}
+    if jax.process_count() > 1:
+        _save_part_checkpoint(Path(run_dir) / CHECKPOINT_DIR, int(iteration), payload)
+        return
     import orbax.checkpoint as ocp
 
     manager = _checkpoint_manager(run_dir, create=True)
     try:
-        payload = {"states": _to_storable(states), "metrics": metrics}
         manager.save(int(iteration), args=ocp.args.StandardSave(payload), force=True)
         manager.wait_until_finished()
     finally:
@@ -242,11 +296,37 @@ def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> Non
 
 def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
     """Latest complete checkpoint as ``(iteration, states, metrics)``; ``ConfigError`` if none."""
-    import orbax.checkpoint as ocp
-
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints/ to resume from; start a new run instead of --resume")
+
+    def target(step: int):
+        leading = np.shape(jax.tree.leaves(abstract_states)[0])[:2]
+        return {
+            "states": jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32) if _is_key(x) else x, abstract_states
+            ),
+            "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), _METRIC_DTYPES.get(name, jnp.float32))
+                        for name in metric_names},
+        }  # fmt: skip
+
+    part_steps = _part_checkpoint_steps(directory)
+    if part_steps:  # one process's part of a multi-process run
+        step = part_steps[-1]
+        restored = _restore_part_checkpoint(directory / f"{step}.npz", target(step))
+    else:
+        step, restored = _restore_orbax(run_dir, directory, target)
+    states = jax.tree.map(
+        lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
+        restored["states"],
+        abstract_states,
+    )
+    return step, states, restored["metrics"]
+
+
+def _restore_orbax(run_dir: Path, directory: Path, target):
+    import orbax.checkpoint as ocp
+
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     absl_logger.setLevel(logging.CRITICAL)  # orbax logs damaged files itself; the one message is ours
@@ -255,16 +335,8 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
         step = manager.latest_step()
         if step is None:
             raise ConfigError(f"{directory} holds no complete checkpoint; start a new run instead of --resume")
-        leading = np.shape(jax.tree.leaves(abstract_states)[0])[:2]
-        target = {
-            "states": jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32) if _is_key(x) else x, abstract_states
-            ),
-            "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), _METRIC_DTYPES.get(name, jnp.float32))
-                        for name in metric_names},
-        }  # fmt: skip
         try:
-            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+            restored = manager.restore(step, args=ocp.args.StandardRestore(target(step)))
         except Exception as error:  # orbax raises many types for damaged files
             raise ConfigError(
                 f"checkpoint {directory / str(step)} is unreadable ({type(error).__name__}); "
@@ -273,12 +345,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
     finally:
         manager.close()
         absl_logger.setLevel(level)
-    states = jax.tree.map(
-        lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
-        restored["states"],
-        abstract_states,
-    )
-    return step, states, restored["metrics"]
+    return step, restored
 
 
 _METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged")}
@@ -313,14 +380,17 @@ def read_settings(run_dir: Path) -> RunSettings:
         raise ConfigError(f"{path} is malformed ({error}); it was not written by this jaxppo version") from None
 
 
-def abstract_states(trainer: Trainer, settings: RunSettings):
+def abstract_states(trainer: Trainer, settings: RunSettings, seed_range: range | None = None):
     grid, points = settings.grid_hparams()
-    return jax.eval_shape(batched_init(trainer, len(points)), run_keys(settings), grid)
+    keys = run_keys(settings, seed_range)
+    return jax.eval_shape(batched_init(trainer, len(points)), keys, grid)
 
 
-def run_keys(settings: RunSettings) -> jax.Array:
-    """Seed ``s`` gets the same key at every grid point (common random numbers)."""
-    return jax.random.split(jax.random.key(settings.seed), settings.seeds)
+def run_keys(settings: RunSettings, seed_range: range | None = None) -> jax.Array:
+    """Seed ``s`` gets the same key at every grid point (common random numbers), and the same
+    key whichever process trains it (``seed_range``: those seeds only)."""
+    keys = jax.random.split(jax.random.key(settings.seed), settings.seeds)
+    return keys if seed_range is None else keys[seed_range.start : seed_range.stop]
 
 
 def batched_init(trainer: Trainer, grid_size: int):
@@ -329,12 +399,31 @@ def batched_init(trainer: Trainer, grid_size: int):
 
 
 def load_run(run_dir) -> LoadedRun:
+    """A run's settings, latest states ``[G, S]`` and metrics; the parts of a multi-process run
+    are put back together (seed blocks in process order)."""
     run_dir = Path(run_dir)
     settings = read_settings(run_dir)
     trainer = make_trainer(settings.config)
-    iteration, states, metrics = restore_checkpoint(
-        run_dir, abstract_states(trainer, settings), metric_names(trainer, settings)
-    )
+    names = metric_names(trainer, settings)
+    processes = stored_process_count(run_dir)
+    if processes == 1:
+        iteration, states, metrics = restore_checkpoint(run_dir, abstract_states(trainer, settings), names)
+    else:
+        from jaxppo.parallel import process_seed_range
+
+        parts = [
+            restore_checkpoint(
+                run_dir / f"process{k}",
+                abstract_states(trainer, settings, process_seed_range(settings.seeds, k, processes)),
+                names,
+            )
+            for k in range(processes)
+        ]
+        iteration = min(p[0] for p in parts)
+        if any(p[0] != iteration for p in parts):
+            raise ConfigError(f"the parts of {run_dir} stopped at different iterations; resume the run to finish them")
+        states = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *(p[1] for p in parts))
+        metrics = {k: np.concatenate([np.asarray(p[2][k]) for p in parts], axis=1) for k in names}
     _, points = settings.grid_hparams()
     return LoadedRun(run_dir, settings, trainer, states, metrics, iteration, points)
 
