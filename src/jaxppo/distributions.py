@@ -1,12 +1,6 @@
 """Action distributions as pure functions: categorical and diagonal Gaussian.
 
 Log-probabilities and entropies of a diagonal Gaussian are summed over action dims.
-
-``sample(key)`` draws its own noise; ``sample_from_noise(noise)`` takes noise drawn
-beforehand by ``noise(key, shape)`` (``shape`` = the distribution's parameter shape), so a
-rollout can draw the noise of all its steps in one call. On XLA:CPU each random call is a
-rolled threefry loop of hundreds of tiny kernels, which dominated the rollout when every
-step drew its own.
 """
 
 from __future__ import annotations
@@ -21,15 +15,8 @@ import jax.numpy as jnp
 class Categorical(NamedTuple):
     logits: jax.Array  # [..., num_actions]
 
-    @staticmethod
-    def noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        return jax.random.gumbel(key, shape, jnp.float32)
-
-    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
-        return jnp.argmax(self.logits + noise, axis=-1)  # Gumbel-max: exact softmax sampling
-
     def sample(self, key: jax.Array) -> jax.Array:
-        return self.sample_from_noise(self.noise(key, self.logits.shape))
+        return jax.random.categorical(key, self.logits, axis=-1)
 
     def mode(self) -> jax.Array:
         return jnp.argmax(self.logits, axis=-1)
@@ -47,15 +34,9 @@ class DiagGaussian(NamedTuple):
     mean: jax.Array  # [..., action_dim]
     log_std: jax.Array  # broadcastable to mean
 
-    @staticmethod
-    def noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        return jax.random.normal(key, shape, jnp.float32)
-
-    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
-        return self.mean + jnp.exp(self.log_std) * noise
-
     def sample(self, key: jax.Array) -> jax.Array:
-        return self.sample_from_noise(self.noise(key, self.mean.shape))
+        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        return self.mean + jnp.exp(self.log_std) * noise
 
     def mode(self) -> jax.Array:
         return self.mean

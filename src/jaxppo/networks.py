@@ -82,11 +82,6 @@ class Actor(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
 
-    @property
-    def distribution(self) -> type[Categorical] | type[DiagGaussian]:
-        """The class of the distributions this actor returns (for ``noise``)."""
-        return Categorical if self.action_kind == "discrete" else DiagGaussian
-
     @nn.compact
     def __call__(self, obs):
         out = MLP(self.hidden_sizes, self.activation, self.action_size, head_scale=0.01)(obs)

@@ -19,7 +19,7 @@ from flax import struct
 
 from jaxppo import normalize as norm
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams
-from jaxppo.envs import EnvSpec, make_env, make_vector_step
+from jaxppo.envs import EnvSpec, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
 from jaxppo.networks import Actor, Critic
@@ -111,8 +111,6 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
     critic = Critic(config.hidden_sizes, config.activation)
     num_envs, num_steps = config.num_envs, config.num_steps
     num_iterations = config.num_iterations
-    vector_step = make_vector_step(env, env_params, num_envs)
-    draw_action_noise = actor.distribution.noise
 
     def optimizer(hp: PPOHParams):
         # Built from traced values: new hyperparameters never recompile. The learning
@@ -157,19 +155,19 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         )
 
     # --------------------------------------------------------------- rollout
-    def env_step(hp: PPOHParams, state: TrainState, step_input):
-        noise, env_input = step_input
+    def env_step(hp: PPOHParams, state: TrainState, _):
+        key, k_act, k_env = jax.random.split(state.key, 3)
         dist = actor.apply(state.params["actor"], state.obs)
-        action = dist.sample_from_noise(noise)
+        action = dist.sample(k_act)
         log_prob = dist.log_prob(action)
         env_action = action
         if continuous:  # the env gets the clipped action; the buffer keeps the sample
             env_action = jnp.clip(action, spec.action_low, spec.action_high)
             env_action = env_action.reshape((num_envs,) + spec.action_shape)
-        next_obs, env_state, reward, terminated, truncated, final_obs = vector_step.step(
-            env_input, state.env_state, env_action
+        next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_env, num_envs), state.env_state, env_action, env_params
         )
-        next_obs, final_obs = flat_obs(next_obs), flat_obs(final_obs)
+        next_obs, final_obs = flat_obs(next_obs), flat_obs(info["final_observation"])
         reward = reward.astype(jnp.float32)
         terminated, truncated = terminated.astype(bool), truncated.astype(bool)
 
@@ -204,6 +202,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             done_length=jnp.where(done, episode_length, 0),
         )
         state = state.replace(
+            key=key,
             env_state=env_state,
             obs=next_obs,
             obs_stats=obs_stats,
@@ -215,11 +214,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         return state, transition
 
     def collect(hp: PPOHParams, state: TrainState):
-        # Every random draw of the rollout in one batched call each (see envs.VectorStep).
-        key, k_noise, k_env = jax.random.split(state.key, 3)
-        noise = draw_action_noise(k_noise, (num_steps, num_envs, spec.action_size))
-        inputs = (noise, vector_step.draw(k_env, num_steps))
-        return jax.lax.scan(lambda s, x: env_step(hp, s, x), state.replace(key=key), inputs)
+        return jax.lax.scan(lambda s, x: env_step(hp, s, x), state, None, length=num_steps)
 
     # ---------------------------------------------------------------- update
     def loss_fn(params, batch, hp: PPOHParams):
