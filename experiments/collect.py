@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +78,14 @@ def heatmap(summary: dict, title: str) -> bytes | None:
     return buffer.getvalue()
 
 
-def provenance() -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return f"commit {commit or '?'}, {os.cpu_count()}-core {platform.machine()} CPU"
+def provenance(run: Path) -> str:
+    """The commit and machine a run directory was trained with (from its config.json)."""
+    env = json.loads((run / "config.json").read_text()).get("environment", {})
+    cores, machine = env.get("cpu_count") or os.cpu_count(), env.get("machine") or platform.machine()
+    return f"commit {env.get('commit') or '?'}, {cores}-core {machine} {env.get('platform', 'cpu').upper()}"
 
 
-def row_fragment(name: str, summary: dict) -> str:
+def row_fragment(name: str, run: Path, summary: dict) -> str:
     what, anchor, target = ROWS[name]
     point = summary["grid_points"][0]
     r = point["final_return"]
@@ -93,13 +94,13 @@ def row_fragment(name: str, summary: dict) -> str:
     return (
         f"| {what} | {summary['seeds']} | {summary['env_steps_per_seed']:,} | {r['mean']:.2f} ± {r['std']:.2f} | "
         f"{r['iqm']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {'' if ev is None else f'{ev:.2f}'} | "
-        f"{wall:.0f} ({provenance()}) | {anchor} | {verdict(target, r['mean'], point['final_return_per_seed'])} |\n"
+        f"{wall:.0f} ({provenance(run)}) | {anchor} | {verdict(target, r['mean'], point['final_return_per_seed'])} |\n"
     )
 
 
 def sensitivity_fragment(run: Path, summary: dict, docs: Path) -> str:
     lines = [f"### {run.name} ({summary['env_id']}, {summary['seeds']} seeds per grid point)", "",
-             f"Run at {provenance()}, one compiled call, {summary['compile_seconds'] + summary['run_seconds']:.0f} s.",
+             f"Run at {provenance(run)}, one compiled call, {summary['compile_seconds'] + summary['run_seconds']:.0f} s.",
              "", "| grid point | final return | IQM | 95 % CI |", "| --- | --- | --- | --- |"]  # fmt: skip
     for point in summary["grid_points"]:
         r = point["final_return"]
@@ -127,9 +128,11 @@ def main() -> None:
         path = args.runs / name / "summary.json"
         if path.is_file():
             summary = json.loads(path.read_text())
-            atomic_write_text(args.results / f"{name}.md", row_fragment(name, summary))
+            atomic_write_text(args.results / f"{name}.md", row_fragment(name, args.runs / name, summary))
             what = ROWS[name][0]
-            atomic_write_bytes(args.docs / f"{name}.png", render(curves_from_csv(args.runs / name / "metrics.csv"), what))
+            atomic_write_bytes(
+                args.docs / f"{name}.png", render(curves_from_csv(args.runs / name / "metrics.csv"), what)
+            )
     for run in sorted(args.runs.glob("sens_*")):
         if (run / "summary.json").is_file():
             summary = json.loads((run / "summary.json").read_text())
@@ -142,7 +145,11 @@ def main() -> None:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for name, (what, anchor, _) in ROWS.items():
         fragment = args.results / f"{name}.md"
-        lines.append(fragment.read_text().rstrip("\n") if fragment.is_file() else f"| {what} | | | not run yet | | | | | {anchor} | |")
+        lines.append(
+            fragment.read_text().rstrip("\n")
+            if fragment.is_file()
+            else f"| {what} | | | not run yet | | | | | {anchor} | |"
+        )
     lines += ["", "## Hyperparameter sensitivity", ""]
     for fragment in sorted(args.results.glob("sens_*.md")):
         lines.append(fragment.read_text())

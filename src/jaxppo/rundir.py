@@ -131,6 +131,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _source_commit() -> str | None:
+    """The git commit of the jaxppo source this run used (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def environment_info() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -144,7 +156,10 @@ def environment_info() -> dict:
         **{
             name: installed(name) for name in ("jaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint")
         },
+        "commit": _source_commit(),
         "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
         "platform": jax.default_backend(),
