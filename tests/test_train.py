@@ -46,8 +46,10 @@ def test_first_minibatch_has_ratio_one():
     # One epoch with one minibatch: the logged loss is the first minibatch's, before any update.
     config = SMALL.replace(total_timesteps=512, update_epochs=1, num_minibatches=1)
     metrics = jax.jit(jaxppo.make_train(config))(jax.random.key(1), jaxppo.PPOHParams()).metrics
-    assert float(metrics["approx_kl"][0]) == 0.0
-    assert float(metrics["old_approx_kl"][0]) == 0.0
+    # Rollout and update compute the same log-probs in differently fused XLA programs: equal up
+    # to float32 rounding, which depends on the CPU (exactly 0 on one x86-64 machine, 3e-10 on another).
+    assert abs(float(metrics["approx_kl"][0])) < 1e-6
+    assert abs(float(metrics["old_approx_kl"][0])) < 1e-6
     assert float(metrics["clipfrac"][0]) == 0.0
 
 
