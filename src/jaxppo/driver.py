@@ -271,7 +271,7 @@ def merge_parts(run_dir: Path) -> int:
     run_dir = Path(run_dir)
     settings = rundir.read_settings(run_dir)
     count = rundir.stored_process_count(run_dir)
-    directories = [run_dir / f"process{k}" for k in range(count)]
+    directories = [rundir.process_dir(run_dir, k) for k in range(count)]
     missing = [str(d) for d in directories if not (d / Part.FILE).is_file()]
     if missing:
         raise ConfigError(f"{run_dir} lacks the finished part(s) {', '.join(missing)}; copy every process's "

@@ -188,12 +188,15 @@ def stored_process_count(run_dir: Path) -> int:
     return int(json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("processes", 1))
 
 
-def part_dir(run_dir: Path, process_index: int | None = None) -> Path:
-    """Where a process writes its seeds' files: the run directory itself for a single process,
-    ``process<K>/`` inside it when several processes share the run."""
-    if jax.process_count() == 1:
-        return Path(run_dir)
-    return Path(run_dir) / f"process{jax.process_index() if process_index is None else process_index}"
+def process_dir(run_dir: Path, index: int) -> Path:
+    """The part of a multi-process run that process ``index`` wrote."""
+    return Path(run_dir) / f"process{index}"
+
+
+def part_dir(run_dir: Path) -> Path:
+    """Where this process writes its seeds' files: the run directory itself for a single process,
+    its ``process<K>/`` part when several processes share the run."""
+    return Path(run_dir) if jax.process_count() == 1 else process_dir(run_dir, jax.process_index())
 
 
 def resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
@@ -428,7 +431,7 @@ def load_run(run_dir) -> LoadedRun:
 
         parts = [
             restore_checkpoint(
-                run_dir / f"process{k}",
+                process_dir(run_dir, k),
                 abstract_states(trainer, settings, process_seed_range(settings.seeds, k, processes)),
                 names,
             )
