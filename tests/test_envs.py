@@ -1,5 +1,9 @@
 """Every kind of gymnax env the issue names trains (a short run, finite losses, raw returns)."""
 
+import subprocess
+import sys
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -23,3 +27,24 @@ def test_short_run_on(env_id):
 def test_minatar_observations_are_flattened_for_the_mlp():
     spec = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="Breakout-MinAtar")).spec
     assert spec.obs_shape == (10, 10, 4) and spec.obs_size == 400
+
+
+def test_start_up_defers_gymnax_rendering_modules_until_used():
+    # A fresh interpreter: building a trainer must not import seaborn/scipy.stats/pyplot (seconds of
+    # start-up), and gymnax's renderers must still find them when they draw.
+    script = textwrap.dedent(
+        """
+        import sys
+        import jaxppo
+        jaxppo.make_trainer(jaxppo.PPOConfig(env_id="CartPole-v1"))
+        slow = [m for m in ("seaborn", "scipy.stats", "pandas", "matplotlib.pyplot") if m in sys.modules]
+        assert slow == [], slow
+        from gymnax.environments.misc import pong
+        assert len(pong.sns.color_palette("cubehelix", 3)) == 3
+        import matplotlib.pyplot as plt, seaborn
+        assert seaborn.color_palette is pong.sns.color_palette and plt.figure is pong.plt.figure
+        print("OK")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]

@@ -22,16 +22,17 @@ SCRIPT = textwrap.dedent(
             np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), rtol=1e-5, atol=1e-6)
 
     config = jaxppo.PPOConfig(total_timesteps=2 * 512)
-    keys = jax.random.split(jax.random.key(0), 3)  # 3 seeds on 4 devices: padded
+    all_keys = jax.random.split(jax.random.key(0), 10)
+    keys = all_keys[7:]  # 3 seeds on 4 devices: padded
     one_device = jax.jit(jax.vmap(jaxppo.make_train(config), in_axes=(0, None)))(keys, jaxppo.PPOHParams())
     sharded = train_many(config, keys)
     assert sharded.metrics["policy_loss"].shape == (3, 2)
     close(sharded.state, one_device.state)
     close(sharded.metrics, one_device.metrics)
 
-    chunked = train_many(config, jax.random.split(jax.random.key(0), 10), seed_chunk=4)  # 3 chunks of 4
-    alone = jax.jit(jaxppo.make_train(config))(jax.random.split(jax.random.key(0), 10)[9], jaxppo.PPOHParams())
-    close(jax.tree.map(lambda x: x[9], chunked.state), alone.state)
+    chunked = train_many(config, all_keys, seed_chunk=4)  # 3 chunks of 4 (2 padded seeds)
+    assert chunked.metrics["policy_loss"].shape == (10, 2)
+    close(jax.tree.map(lambda x: x[7:], chunked.state), one_device.state)  # across the last two chunks
 
     grid, _ = jaxppo.hparam_grid(learning_rate=[1e-3, 2.5e-4])
     on_grid = train_many(config, keys, grid)

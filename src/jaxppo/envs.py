@@ -7,7 +7,10 @@ flat observation size) and rejects what PPO here cannot handle with a ``ConfigEr
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
+import sys
+import types
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,10 +33,47 @@ class EnvSpec(NamedTuple):
 # gymnax is imported inside the functions: importing it initialises jax's backends, which must
 # wait until the CLI has chosen the number of host devices (see parallel.use_host_devices).
 
+# Imported by gymnax at start-up for rendering only: Pong imports seaborn (and with it scipy.stats and
+# pandas), Catch imports matplotlib.pyplot; about 2-3 s of every start. They are deferred to their
+# first use, so a run that never renders never pays for them.
+DEFERRED_RENDERING_MODULES = ("seaborn", "matplotlib.pyplot")
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until an attribute is first read, then imports it."""
+
+    def __getattr__(self, attribute):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update(module.__dict__)  # later reads of this stand-in skip __getattr__
+        return getattr(module, attribute)
+
+
+def import_gymnax():
+    """``import gymnax``, with its rendering-only dependencies deferred until first used."""
+    if "gymnax" not in sys.modules:
+        deferred = [
+            name
+            for name in DEFERRED_RENDERING_MODULES
+            if name not in sys.modules and importlib.util.find_spec(name) is not None
+        ]
+        for name in deferred:
+            stand_in = _DeferredModule(name)
+            stand_in.__spec__ = None  # not "being initialised": the import system hands it out as it is
+            sys.modules[name] = stand_in
+        try:
+            import gymnax  # noqa: F401
+        finally:
+            for name in deferred:  # later imports load the real modules; gymnax keeps its stand-ins
+                if isinstance(sys.modules.get(name), _DeferredModule):
+                    del sys.modules[name]
+    return sys.modules["gymnax"]
+
 
 def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
     """Build an ``EnvSpec`` from an id, or from a user's ``env`` (and optional ``env_params``)."""
-    import gymnax
+    gymnax = import_gymnax()
     from gymnax.environments import environment
 
     if env is None:
