@@ -148,7 +148,8 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
         t0 = time.perf_counter()
         if states is None:
             keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
-            states = jax.jit(rundir.batched_init(trainer, grid_size))(keys, grid)
+            sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
+            states = jax.jit(rundir.batched_init(trainer, grid_size, sequential))(keys, grid)
         else:
             states = parallel.pad_seeds(states, 1, padded)
         states = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
