@@ -4,14 +4,27 @@ seeds into RUN/process<K>/, process 0 merges; the merged run equals a single-pro
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
-from test_cli import ENV, RUN_TIMEOUT, TINY, assert_ok, assert_one_line_error, assert_png, cli, column, read_rows
+from test_cli import (
+    ENV,
+    RUN_TIMEOUT,
+    TINY,
+    assert_ok,
+    assert_one_line_error,
+    assert_png,
+    cli,
+    column,
+    popen,
+    read_rows,
+)
 
 pytestmark = pytest.mark.timeout(600)
 SEEDS = 3  # blocks of 2 and 1 seeds
@@ -24,37 +37,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_processes(out, cwd, count: int = 2) -> list[subprocess.CompletedProcess]:
+def part_checkpoint_steps(directory) -> list[int]:
+    """Iterations a process's part holds checkpoints for (``checkpoints/<iteration>.npz``)."""
+    return sorted(int(p.stem) for p in directory.glob("*.npz") if p.stem.isdigit())
+
+
+def start_processes(args, cwd, count: int = 2) -> list[subprocess.Popen]:
+    """The same command on ``count`` processes joined at a fresh localhost port."""
     address = f"localhost:{free_port()}"
-    procs = [
+    flags = ["--coordinator-address", address, "--num-processes", str(count)]
+    return [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jaxppo.run",
-                *ARGS,
-                "--out",
-                str(out),
-                "--coordinator-address",
-                address,
-                "--num-processes",
-                str(count),
-                "--process-id",
-                str(k),
-            ],
+            [sys.executable, "-m", "jaxppo.run", *map(str, args), *flags, "--process-id", str(k)],
             cwd=cwd,
             env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for k in range(count)
     ]
+
+
+def finish(procs) -> list[subprocess.CompletedProcess]:
     results = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=2 * RUN_TIMEOUT)
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
     return results
+
+
+def run_processes(out, cwd, count: int = 2) -> list[subprocess.CompletedProcess]:
+    return finish(start_processes([*ARGS, "--out", out], cwd, count))
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +143,46 @@ def test_process_flags_come_together(tmp_path):
                                      "--process-id", "2", "--out", tmp_path / "run", cwd=tmp_path))  # fmt: skip
     assert "0..1" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_a_stopped_process_stops_the_run_and_every_part_resumes(tmp_path):
+    # 80 iterations with a checkpoint every 2. SIGINT to process 1 only, mid-run: it saves and exits;
+    # process 0 finishes its own seeds, learns that process 1 stopped (instead of waiting for its
+    # part forever) and exits too. Resumed, each part continues from its own checkpoint.
+    args = [*ARGS, "--total-timesteps", "40960", "--checkpoint-every", "2"]
+    multi = tmp_path / "multi"
+    reference = popen(*args, "--out", tmp_path / "single", cwd=tmp_path)
+    procs = start_processes([*args, "--out", multi], tmp_path)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        part1 = multi / "process1" / "checkpoints"
+        while not (part1.is_dir() and part_checkpoint_steps(part1)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
+            time.sleep(0.02)
+        procs[1].send_signal(signal.SIGINT)
+        stopped = finish(procs)
+        for proc in stopped:
+            assert proc.returncode == 130, f"not interrupted (make the run longer?)\n{proc.stderr[-2000:]}"
+            assert "--resume" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "process(es) 1 stopped" in stopped[0].stderr, stopped[0].stderr[-2000:]
+        done = [part_checkpoint_steps(multi / f"process{k}" / "checkpoints")[-1] for k in (0, 1)]
+        assert done[0] == 80 and 0 < done[1] < 80, done
+        assert not (multi / "metrics.csv").exists()  # merged only once every part has finished
+
+        for proc in finish(start_processes(["--resume", multi, "--no-progress"], tmp_path)):
+            assert_ok(proc)
+        reference_out, reference_err = reference.communicate(timeout=RUN_TIMEOUT)
+        assert reference.returncode == 0, reference_err[-2000:]
+    finally:
+        for proc in [reference, *procs]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+    merged = by_seed_and_iteration(read_rows(multi / "metrics.csv"))
+    alone = by_seed_and_iteration(read_rows(tmp_path / "single" / "metrics.csv"))
+    assert [(r["seed"], r["iteration"]) for r in merged] == [(r["seed"], r["iteration"]) for r in alone]
+    assert len(merged) == SEEDS * 80
+    for name in ("episode_return_last100", "policy_loss", "value_loss", "env_steps"):
+        np.testing.assert_allclose(column(merged, name), column(alone, name), rtol=1e-4, atol=1e-5, equal_nan=True)

@@ -190,8 +190,19 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
     states = parallel.host_slice(states, seeds, axis=1)
     progress.close()
     metrics = _concat(history)
-    if stopped is not None:
-        print(f"stopped after iteration {done} of {total}; checkpoint and logs saved in {out_dir}\n"
+    # Every process says how its training ended before any waits for the others' parts: a process
+    # that was stopped must not leave the others waiting for a part it will never write.
+    ended = parallel.gather_statuses("training-ended", "finished" if stopped is None else str(int(stopped)))
+    stopped_processes = [k for k, status in enumerate(ended) if status != "finished"]
+    if stopped_processes:
+        if stopped is None:  # this process finished its seeds, another one was stopped
+            stopped = signal.Signals(int(ended[stopped_processes[0]]))
+            what = (
+                f"process(es) {', '.join(map(str, stopped_processes))} stopped; this one trained all {total} iterations"
+            )
+        else:
+            what = f"stopped after iteration {done} of {total}"
+        print(f"{what}; checkpoint and logs saved in {out_dir}\n"
               f"resume with: python -m jaxppo.run --resume {run_dir}"
               f"{' (and the same process flags, on every process)' if jax.process_count() > 1 else ''}",
               file=sys.stderr)  # fmt: skip

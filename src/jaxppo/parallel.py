@@ -183,3 +183,19 @@ def barrier(name: str, timeout_s: float = 24 * 3600) -> None:
     from jax._src import distributed
 
     distributed.global_state.client.wait_at_barrier(f"jaxppo:{name}", int(timeout_s * 1000))
+
+
+def gather_statuses(name: str, status: str, timeout_s: float = 24 * 3600) -> list[str]:
+    """Every process's ``status`` at ``name``, in process order (one process: ``[status]``).
+
+    Each process publishes its own in the coordination service's key-value store, then waits at a
+    barrier for the others, so every process learns how all of them got there.
+    """
+    if jax.process_count() == 1:
+        return [status]
+    from jax._src import distributed
+
+    client = distributed.global_state.client
+    client.key_value_set(f"jaxppo:{name}:{jax.process_index()}", status)
+    barrier(name, timeout_s)
+    return [client.blocking_key_value_get(f"jaxppo:{name}:{k}", 60_000) for k in range(jax.process_count())]
