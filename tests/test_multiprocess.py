@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from jaxppo.rundir import part_checkpoint_steps
 from test_cli import (
     ENV,
     RUN_TIMEOUT,
@@ -35,11 +36,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("localhost", 0))
         return sock.getsockname()[1]
-
-
-def part_checkpoint_steps(directory) -> list[int]:
-    """Iterations a process's part holds checkpoints for (``checkpoints/<iteration>.npz``)."""
-    return sorted(int(p.stem) for p in directory.glob("*.npz") if p.stem.isdigit())
 
 
 def start_processes(args, cwd, count: int = 2) -> list[subprocess.Popen]:

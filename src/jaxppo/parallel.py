@@ -180,9 +180,7 @@ def barrier(name: str, timeout_s: float = 24 * 3600) -> None:
     """
     if jax.process_count() == 1:
         return
-    from jax._src import distributed
-
-    distributed.global_state.client.wait_at_barrier(f"jaxppo:{name}", int(timeout_s * 1000))
+    _coordination_client().wait_at_barrier(f"jaxppo:{name}", int(timeout_s * 1000))
 
 
 def gather_statuses(name: str, status: str, timeout_s: float = 24 * 3600) -> list[str]:
@@ -193,9 +191,14 @@ def gather_statuses(name: str, status: str, timeout_s: float = 24 * 3600) -> lis
     """
     if jax.process_count() == 1:
         return [status]
-    from jax._src import distributed
-
-    client = distributed.global_state.client
+    client = _coordination_client()
     client.key_value_set(f"jaxppo:{name}:{jax.process_index()}", status)
     barrier(name, timeout_s)
     return [client.blocking_key_value_get(f"jaxppo:{name}:{k}", 60_000) for k in range(jax.process_count())]
+
+
+def _coordination_client():
+    """``jax.distributed``'s client of the coordination service (barriers, key-value store)."""
+    from jax._src import distributed
+
+    return distributed.global_state.client

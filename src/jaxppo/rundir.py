@@ -140,7 +140,7 @@ def _source_commit() -> str | None:
                                 capture_output=True, text=True, timeout=10)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
 
 
 def environment_info() -> dict:
@@ -275,11 +275,12 @@ def _save_part_checkpoint(directory: Path, iteration: int, payload) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **{str(i): np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(payload))})
     atomic_write_bytes(directory / f"{iteration}.npz", buffer.getvalue())
-    for older in _part_checkpoint_steps(directory)[:-2]:
+    for older in part_checkpoint_steps(directory)[:-2]:
         (directory / f"{older}.npz").unlink()
 
 
-def _part_checkpoint_steps(directory: Path) -> list[int]:
+def part_checkpoint_steps(directory: Path) -> list[int]:
+    """Iterations a process's part holds checkpoints for (``checkpoints/<iteration>.npz``), oldest first."""
     return sorted(int(p.stem) for p in directory.glob("*.npz") if p.stem.isdigit())
 
 
@@ -328,7 +329,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
                         for name in metric_names},
         }  # fmt: skip
 
-    part_steps = _part_checkpoint_steps(directory)
+    part_steps = part_checkpoint_steps(directory)
     if part_steps:  # one process's part of a multi-process run
         step = part_steps[-1]
         restored = _restore_part_checkpoint(directory / f"{step}.npz", target(step))
