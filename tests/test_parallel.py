@@ -23,19 +23,17 @@ SCRIPT = textwrap.dedent(
 
     config = jaxppo.PPOConfig(total_timesteps=2 * 512)
     all_keys = jax.random.split(jax.random.key(0), 10)
-    keys = all_keys[7:]  # 3 seeds on 4 devices: padded
+    keys = all_keys[7:]
     one_device = jax.jit(jax.vmap(jaxppo.make_train(config), in_axes=(0, None)))(keys, jaxppo.PPOHParams())
-    sharded = train_many(config, keys)
-    assert sharded.metrics["policy_loss"].shape == (3, 2)
-    close(sharded.state, one_device.state)
-    close(sharded.metrics, one_device.metrics)
 
-    chunked = train_many(config, all_keys, seed_chunk=4)  # 3 chunks of 4 (2 padded seeds)
+    chunked = train_many(config, all_keys, seed_chunk=4)  # 10 seeds on 4 devices: 3 chunks of 4, 2 padded
     assert chunked.metrics["policy_loss"].shape == (10, 2)
-    close(jax.tree.map(lambda x: x[7:], chunked.state), one_device.state)  # across the last two chunks
+    last = lambda tree: jax.tree.map(lambda x: x[7:], tree)  # across the last two chunks
+    close(last(chunked.state), one_device.state)
+    close(last(chunked.metrics), one_device.metrics)
 
     grid, _ = jaxppo.hparam_grid(learning_rate=[1e-3, 2.5e-4])
-    on_grid = train_many(config, keys, grid)
+    on_grid = train_many(config, keys, grid)  # 3 seeds on 4 devices: padded, no chunks
     assert on_grid.metrics["policy_loss"].shape == (2, 3, 2)
     close(jax.tree.map(lambda x: x[1], on_grid.state), one_device.state)
     print("OK")

@@ -17,10 +17,25 @@ METRICS = [
 ]  # fmt: skip
 
 
+# Resolved hyperparameters: every call below has the same pytree structure, so each compiled
+# program (one seed, a grid of 4 points x 2 seeds) is compiled once for the whole module.
+DEFAULTS = jaxppo.PPOHParams().resolve("discrete")
+
+
 @pytest.fixture(scope="module")
-def small_result():
-    train = jax.jit(jaxppo.make_train(SMALL))
-    return train(jax.random.key(0), jaxppo.PPOHParams())
+def train_small():
+    return jax.jit(jaxppo.make_train(SMALL))
+
+
+@pytest.fixture(scope="module")
+def train_small_grid():
+    """``(keys [S], grid [G]) -> TrainResult [G, S, ...]``."""
+    return jax.jit(jax.vmap(jax.vmap(jaxppo.make_train(SMALL), in_axes=(0, None)), in_axes=(None, 0)))
+
+
+@pytest.fixture(scope="module")
+def small_result(train_small):
+    return train_small(jax.random.key(0), DEFAULTS)
 
 
 def test_metrics_contract(small_result):
@@ -83,35 +98,20 @@ def test_learning_rate_is_annealed_per_iteration(small_result):
     np.testing.assert_allclose(small_result.metrics["learning_rate"], 2.5e-4 * np.array([1, 2 / 3, 1 / 3]), rtol=1e-6)
 
 
-def test_vmapped_seeds_equal_seeds_trained_alone():
-    train = jaxppo.make_train(SMALL)
-    keys = jax.random.split(jax.random.key(7), 3)
-    hparams = jaxppo.PPOHParams()
-    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
-    single = jax.jit(train)
-    for i in range(3):
-        alone = single(keys[i], hparams)
-        assert_tree_close(jax.tree.map(lambda x: x[i], batched.state.params), alone.state.params)
-        assert_tree_close(
-            jax.tree.map(lambda x: x[i], batched.metrics["episode_return"]), alone.metrics["episode_return"]
-        )
-
-
-def test_grid_equals_separate_runs():
-    train = jaxppo.make_train(SMALL)
+def test_grid_and_vmapped_seeds_equal_separate_runs(train_small, train_small_grid):
     keys = jax.random.split(jax.random.key(11), 2)
-    grid, points = jaxppo.hparam_grid(learning_rate=[1e-3, 3e-3], clip_coef=[0.1, 0.3])
+    grid, points = jaxppo.hparam_grid(DEFAULTS, learning_rate=[1e-3, 3e-3], clip_coef=[0.1, 0.3])
     assert len(points) == 4 and grid.learning_rate.shape == (4,)
-    grid_train = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
-    result = grid_train(keys, grid)
+    result = train_small_grid(keys, grid)
     assert result.metrics["policy_loss"].shape == (4, 2, 3)
-    single = jax.jit(train)
     for g, point in enumerate(points):
         for s in range(2):
-            alone = single(keys[s], jaxppo.PPOHParams(**point))
+            alone = train_small(keys[s], DEFAULTS.replace(**point))
             assert_tree_close(jax.tree.map(lambda x: x[g, s], result.state.params), alone.state.params)
-    # Different hyperparameters really train differently.
+            assert_tree_close(result.metrics["episode_return"][g, s], alone.metrics["episode_return"])
+    # Different hyperparameters and different seeds really train differently.
     assert not np.allclose(result.metrics["policy_loss"][0], result.metrics["policy_loss"][3])
+    assert not np.allclose(result.metrics["policy_loss"][0, 0], result.metrics["policy_loss"][0, 1])
 
 
 def test_new_hyperparameter_values_do_not_recompile():
@@ -128,34 +128,35 @@ def test_new_hyperparameter_values_do_not_recompile():
     assert len(traces) == 1
 
 
-def test_chunked_run_equals_unchunked_run():
-    trainer = jaxppo.make_trainer(SMALL.replace(total_timesteps=4 * 512))
-    hparams = jaxppo.PPOHParams()
-    run = jax.jit(trainer.run, static_argnums=2)
-    start = jax.jit(trainer.init)(jax.random.key(5), hparams)
-    whole = run(start, hparams, 4)
-    first = run(start, hparams, 2)
-    second = run(first.state, hparams, 2)
-    chunked = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first.metrics, second.metrics)
-    assert tree_equal(whole.state, second.state)
-    assert tree_equal(whole.metrics, chunked)
+def test_chunked_run_equals_unchunked_run(small_result):
+    # small_result is init + a scan of 3 iterations in one program; here each iteration is its
+    # own call (as the CLI's chunks and resume do): everything an iteration needs is in the state.
+    trainer = jaxppo.make_trainer(SMALL)
+    state = jax.jit(trainer.init)(jax.random.key(0), DEFAULTS)
+    step = jax.jit(trainer.step)
+    metrics = []
+    for _ in range(3):
+        state, iteration_metrics = step(state, DEFAULTS)
+        metrics.append(iteration_metrics)
+    chunked = jax.tree.map(lambda *x: jnp.stack(x), *metrics)
+    assert tree_equal(small_result.state, state)
+    assert tree_equal(small_result.metrics, chunked)
 
 
-def test_same_key_gives_bit_identical_results():
-    train = jax.jit(jaxppo.make_train(SMALL))
-    a = train(jax.random.key(2), jaxppo.PPOHParams())
-    b = jax.jit(jaxppo.make_train(SMALL))(jax.random.key(2), jaxppo.PPOHParams())  # fresh trace and compile
+def test_same_key_gives_bit_identical_results(train_small):
+    a = train_small(jax.random.key(2), DEFAULTS)
+    b = jax.jit(jaxppo.make_train(SMALL))(jax.random.key(2), DEFAULTS)  # fresh trace and compile
     assert tree_equal(a, b)
-    c = train(jax.random.key(3), jaxppo.PPOHParams())
+    c = train_small(jax.random.key(3), DEFAULTS)
     assert not tree_equal(a.metrics, c.metrics)
 
 
-def test_target_kl_stops_epochs_inside_the_scan():
-    stopped = jax.jit(jaxppo.make_train(SMALL.replace(target_kl=1e-9)))(jax.random.key(0), jaxppo.PPOHParams())
+def test_target_kl_stops_epochs_inside_the_scan(small_result):
+    stopped = jax.jit(jaxppo.make_train(SMALL.replace(target_kl=1e-9)))(jax.random.key(0), DEFAULTS)
     np.testing.assert_array_equal(stopped.metrics["update_epochs_done"], [1, 1, 1])
-    free = jax.jit(jaxppo.make_train(SMALL.replace(target_kl=10.0)))(jax.random.key(0), jaxppo.PPOHParams())
-    np.testing.assert_array_equal(free.metrics["update_epochs_done"], [4, 4, 4])
-    assert not tree_equal(stopped.state.params, free.state.params)
+    # The same seed without target_kl (small_result) runs every epoch and ends elsewhere.
+    np.testing.assert_array_equal(small_result.metrics["update_epochs_done"], [4, 4, 4])
+    assert not tree_equal(stopped.state.params, small_result.state.params)
 
 
 def test_continuous_defaults_are_cleanrl_continuous():
@@ -179,19 +180,20 @@ def test_normalisation_statistics_are_per_seed():
     assert not np.allclose(stats.mean[0], stats.mean[1])
 
 
-def test_a_diverging_grid_point_is_flagged_frozen_and_contained():
-    config = SMALL.replace(total_timesteps=4 * 512)
-    train = jaxppo.make_train(config)
+def test_a_diverging_grid_point_is_flagged_frozen_and_contained(train_small, train_small_grid):
     keys = jax.random.split(jax.random.key(0), 2)
-    grid, _ = jaxppo.hparam_grid(learning_rate=[2.5e-4, 1e30])  # the second one overflows at once
-    result = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))(keys, grid)
-    np.testing.assert_array_equal(result.state.diverged_at, [[-1, -1], [1, 1]])
-    np.testing.assert_array_equal(result.metrics["diverged"][1], np.ones((2, 4)))
-    assert not np.any(result.metrics["diverged"][0])
+    # Grid points 2 and 3 have a learning rate that overflows at once.
+    grid, points = jaxppo.hparam_grid(DEFAULTS, learning_rate=[2.5e-4, 1e30], clip_coef=[0.2, 0.1])
+    assert [p["learning_rate"] for p in points] == [2.5e-4, 2.5e-4, 1e30, 1e30]
+    result = train_small_grid(keys, grid)
+    np.testing.assert_array_equal(result.state.diverged_at, [[-1, -1], [-1, -1], [1, 1], [1, 1]])
+    np.testing.assert_array_equal(result.metrics["diverged"][2:], np.ones((2, 2, 3)))
+    assert not np.any(result.metrics["diverged"][:2])
     for leaf in jax.tree.leaves(result.state.params):
         assert np.all(np.isfinite(leaf))  # the rejected updates never reached the state
     # Compiled like the training run (eager op-by-op execution may round differently).
-    initial = jax.jit(jax.vmap(jaxppo.make_trainer(config).init, in_axes=(0, None)))(keys, jaxppo.PPOHParams())
-    assert tree_equal(jax.tree.map(lambda x: x[1], result.state.params), initial.params)  # frozen at init
-    healthy = jax.jit(train)(keys[0], jaxppo.PPOHParams(learning_rate=2.5e-4))
+    initial = jax.jit(jax.vmap(jaxppo.make_trainer(SMALL).init, in_axes=(0, None)))(keys, DEFAULTS)
+    for g in (2, 3):
+        assert tree_equal(jax.tree.map(lambda x: x[g], result.state.params), initial.params)  # frozen at init
+    healthy = train_small(keys[0], DEFAULTS)
     assert_tree_close(jax.tree.map(lambda x: x[0, 0], result.state.params), healthy.state.params)
