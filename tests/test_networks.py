@@ -60,3 +60,20 @@ def test_gaussian_actor_log_std_starts_at_zero():
     np.testing.assert_array_equal(params["params"]["log_std"], np.zeros(3))
     dist = Actor("continuous", 3).apply(params, jnp.zeros((7, 5)))
     assert dist.mean.shape == (7, 3)
+
+
+def test_init_draws_noise_once_and_orthogonalises_in_one_loop_whatever_the_depth():
+    # One jax.random draw and one loop per layer made init about 2.5 s slower to compile (XLA:CPU).
+    def loops(hidden_sizes):
+        init = lambda key: Actor("discrete", 2, hidden_sizes).init(key, jnp.zeros((1, 4)))
+        return jax.jit(init).lower(jax.random.key(0)).as_text().count("stablehlo.while")
+
+    assert loops((64,)) == loops((64, 64, 64, 64))
+
+
+def test_network_kernels_are_orthogonal_with_cleanrl_scales_at_every_depth():
+    params = Critic((32, 16, 8)).init(jax.random.key(2), jnp.zeros((1, 5)))["params"]["MLP_0"]
+    for layer, scale in [("Dense_0", 2.0), ("Dense_1", 2.0), ("Dense_2", 2.0), ("Dense_3", 1.0)]:
+        w = np.asarray(params[layer]["kernel"], np.float64)
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        np.testing.assert_allclose(gram, scale * np.eye(min(w.shape)), atol=1e-4)

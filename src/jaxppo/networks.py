@@ -5,8 +5,12 @@ Newton–Schulz iteration in plain ``jnp``, instead of ``jnp.linalg.qr``. On jax
 ``jit(vmap(init))`` of the LAPACK QR custom call deadlocks the intra-op thread pool for >= 8
 seeds (also with several host devices); keeping custom calls out of vmapped code removes the
 hazard for every user, whatever their XLA flags. The polar factor of a Gaussian matrix is
-Haar-distributed, the same law as ``jax.nn.initializers.orthogonal``; the iteration also
-compiles faster than a Householder QR loop (about 10 % of the whole ``train`` compile).
+Haar-distributed, the same law as ``jax.nn.initializers.orthogonal``.
+
+An ``MLP`` draws the Gaussian noise of all its kernels at once and orthogonalises them in one
+loop (``orthogonal_kernels``): on XLA:CPU every ``jax.random`` draw and every loop compiles to
+its own kernels, and one of each per layer cost about 2.5 s of compile time (CartPole, 8
+vmapped seeds: the init program compiled in 6.3 s, now 3.9 s).
 """
 
 from __future__ import annotations
@@ -29,15 +33,34 @@ ACTIVATION_FNS: dict[str, Callable] = {
 }
 
 
-def polar_factor(matrix: jax.Array, iterations: int = 60) -> jax.Array:
-    """Orthonormal polar factor ``U`` of a tall ``[m, n]`` matrix ``A = U P`` (m >= n).
+def polar_factors(matrices: Sequence[jax.Array], iterations: int = 60) -> list[jax.Array]:
+    """Orthonormal polar factors ``U`` of tall ``[m, n]`` matrices ``A = U P`` (m >= n), in one loop.
 
     Newton–Schulz: ``X <- 1.5 X - 0.5 X X^T X`` from ``A / ||A||_F`` (singular values in
     (0, 1]); small singular values grow 1.5x per step, so 60 steps cover condition numbers
     far beyond float32 precision. Pure ``jnp``: safe to vmap on every backend.
     """
-    x = matrix / jnp.linalg.norm(matrix)
-    return jax.lax.fori_loop(0, iterations, lambda _, x: 1.5 * x - 0.5 * x @ (x.T @ x), x)
+    start = tuple(a / jnp.linalg.norm(a) for a in matrices)
+    step = lambda _, xs: tuple(1.5 * x - 0.5 * x @ (x.T @ x) for x in xs)
+    return list(jax.lax.fori_loop(0, iterations, step, start))
+
+
+def polar_factor(matrix: jax.Array, iterations: int = 60) -> jax.Array:
+    """Orthonormal polar factor of one tall matrix (see ``polar_factors``)."""
+    return polar_factors([matrix], iterations)[0]
+
+
+def orthogonal_kernels(key: jax.Array, shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> list[jax.Array]:
+    """``scale * Q`` with ``Q`` orthogonal for each 2-D ``shape``: one Gaussian draw, one loop."""
+    talls = [(max(shape), min(shape)) for shape in shapes]
+    sizes = [rows * cols for rows, cols in talls]
+    noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    gaussians = [noise[o : o + size].reshape(tall) for o, size, tall in zip(offsets, sizes, talls, strict=True)]
+    kernels = []
+    for q, shape, scale in zip(polar_factors(gaussians), shapes, scales, strict=True):
+        kernels.append(scale * (q if shape[0] >= shape[1] else q.T))
+    return kernels
 
 
 def orthogonal(scale: float = 1.0) -> Callable:
@@ -46,15 +69,14 @@ def orthogonal(scale: float = 1.0) -> Callable:
     def init(key, shape, dtype=jnp.float32):
         if len(shape) < 2:
             raise ValueError("orthogonal initializer needs at least a 2-D shape")
-        num_rows = math.prod(shape[:-1])
-        num_cols = shape[-1]
-        tall = (max(num_rows, num_cols), min(num_rows, num_cols))
-        q = polar_factor(jax.random.normal(key, tall, jnp.float32))
-        if num_rows < num_cols:
-            q = q.T
-        return (scale * q).reshape(shape).astype(dtype)
+        flat = (math.prod(shape[:-1]), shape[-1])
+        return orthogonal_kernels(key, [flat], [scale])[0].reshape(shape).astype(dtype)
 
     return init
+
+
+def _given(value: jax.Array) -> Callable:
+    return lambda key, shape, dtype=jnp.float32: value.astype(dtype)
 
 
 class MLP(nn.Module):
@@ -68,10 +90,17 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         act = ACTIVATION_FNS[self.activation]
-        for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=orthogonal(math.sqrt(2)), bias_init=nn.initializers.zeros)(x)
-            x = act(x)
-        return nn.Dense(self.out_size, kernel_init=orthogonal(self.head_scale), bias_init=nn.initializers.zeros)(x)
+        sizes = [*self.hidden_sizes, self.out_size]
+        kernel_inits = [nn.initializers.zeros] * len(sizes)  # apply never calls them
+        if self.is_initializing():  # all kernels at once: one draw, one loop (see module docstring)
+            shapes = list(zip([x.shape[-1], *sizes[:-1]], sizes, strict=True))
+            scales = [math.sqrt(2)] * len(self.hidden_sizes) + [self.head_scale]
+            kernel_inits = [_given(k) for k in orthogonal_kernels(self.make_rng("params"), shapes, scales)]
+        for i, (size, kernel_init) in enumerate(zip(sizes, kernel_inits, strict=True)):
+            x = nn.Dense(size, kernel_init=kernel_init, bias_init=nn.initializers.zeros)(x)
+            if i < len(self.hidden_sizes):
+                x = act(x)
+        return x
 
 
 class Actor(nn.Module):
