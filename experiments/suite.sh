@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-64}
-MINATAR_SEEDS=${MINATAR_SEEDS:-8}
+# MinAtar with the blines networks (2 x 256): about 12k env steps/s on 2 cores, so 2 seeds (28 min).
+MINATAR_SEEDS=${MINATAR_SEEDS:-2}
 # The blines MountainCar config updates 64 epochs x 4 minibatches per 512 steps: 32x CartPole's
 # update work per step, so 16 seeds by default (about 20 minutes on 2 cores).
 MOUNTAINCAR_SEEDS=${MOUNTAINCAR_SEEDS:-16}
@@ -20,6 +21,7 @@ declare -A ROWS=(
   [pendulum_terminate]="--env Pendulum-v1 --seeds $SEEDS --truncation terminate"
   [mountaincarcontinuous]="--env MountainCarContinuous-v0 --seeds $SEEDS"
   [breakout]="--config experiments/configs/minatar_blines.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS"
+  [breakout_default_networks]="--config experiments/configs/minatar_default_networks.toml --env Breakout-MinAtar --seeds 8"
   # Sensitivity: clip_coef x ent_coef, and vf_coef, 16 seeds per grid point, one compiled call each.
   [sens_cartpole_clip_ent]="--env CartPole-v1 --seeds 16 --grid clip_coef=0.1,0.2,0.3 --grid ent_coef=0,0.01,0.05"
   [sens_cartpole_vf]="--env CartPole-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
@@ -27,7 +29,7 @@ declare -A ROWS=(
   [sens_acrobot_vf]="--env Acrobot-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
 )
 ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mountaincarcontinuous
-       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout)
+       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks)
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
