@@ -33,7 +33,7 @@ class TrainState:
     """The complete carry of training; checkpoint this to resume exactly."""
 
     params: dict  # {"actor": ..., "critic": ...}
-    opt_state: Any
+    opt_state: Any  # over the parameters raveled into one vector (see optimizer_step)
     obs_stats: norm.RunningMeanStd | None
     reward_stats: norm.RunningMeanStd | None
     discounted_return: jax.Array  # [num_envs], for reward scaling
@@ -113,13 +113,6 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
     num_envs, num_steps = config.num_envs, config.num_steps
     num_iterations = config.num_iterations
 
-    def optimizer(hp: PPOHParams):
-        # Built from traced values: new hyperparameters never recompile. The learning
-        # rate is applied by hand from the iteration index (see update). It runs on all
-        # parameters raveled into one vector: the same arithmetic per element, but one
-        # fused clip and Adam step to compile instead of one per parameter array.
-        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
-
     def flat_obs(obs):
         return obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
 
@@ -142,7 +135,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             reward_stats = norm.RunningMeanStd.create(())
         return TrainState(
             params=params,
-            opt_state=optimizer(hp).init(ravel_pytree(params)[0]),
+            opt_state=make_optimizer(hp).init(ravel_pytree(params)[0]),
             obs_stats=obs_stats,
             reward_stats=reward_stats,
             discounted_return=jnp.zeros(num_envs, jnp.float32),
@@ -242,11 +235,9 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
     def minibatch_step(hp, learning_rate, carry, minibatch):
         params, opt_state, active = carry
         grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch, hp)
-        flat_params, unravel = ravel_pytree(params)
-        flat_grads = ravel_pytree(grads)[0]
-        metrics["grad_norm"] = jnp.linalg.norm(flat_grads)
-        updates, new_opt_state = optimizer(hp).update(flat_grads, opt_state)
-        new_params = unravel(flat_params - learning_rate * updates)
+        new_params, new_opt_state, metrics["grad_norm"] = optimizer_step(
+            make_optimizer(hp), params, grads, opt_state, learning_rate
+        )
         if config.target_kl is not None:  # masked update: the scan cannot break early
             new_params, new_opt_state = jax.tree.map(
                 lambda new, old: jnp.where(active, new, old), (new_params, new_opt_state), (params, opt_state)
@@ -373,6 +364,25 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         return TrainResult(metrics=metrics, state=state)
 
     return Trainer(config=config, spec=spec, actor=actor, critic=critic, init=init, run=run, step=step, rollout=rollout)
+
+
+def make_optimizer(hp: PPOHParams) -> optax.GradientTransformation:
+    """CleanRL's chain: clip by global norm, then Adam (eps 1e-5); the learning rate is applied by
+    ``optimizer_step``. Built from traced values: new hyperparameters never recompile."""
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+
+
+def optimizer_step(optimizer, params, grads, opt_state, learning_rate):
+    """``params - learning_rate * update`` with the optimiser on all parameters raveled into one
+    vector (``opt_state`` is over that vector): the same arithmetic per element as per array, but
+    one fused clip and Adam step to compile instead of one per parameter array.
+
+    Returns ``(new_params, new_opt_state, global gradient norm)``.
+    """
+    flat_params, unravel = ravel_pytree(params)
+    flat_grads = ravel_pytree(grads)[0]
+    updates, opt_state = optimizer.update(flat_grads, opt_state)
+    return unravel(flat_params - learning_rate * updates), opt_state, jnp.linalg.norm(flat_grads)
 
 
 def shuffle_into_minibatches(key: jax.Array, batch, num_minibatches: int):
