@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-64}
-# MinAtar with the blines networks (2 x 256): about 12k env steps/s on 2 cores, so 2 seeds (28 min).
+# MinAtar with the blines networks (2 x 256): 9-12k env steps/s on 2 cores, so 2 seeds (30-36 min).
 MINATAR_SEEDS=${MINATAR_SEEDS:-2}
 # The blines MountainCar config updates 64 epochs x 4 minibatches per 512 steps: 32x CartPole's
 # update work per step, so 16 seeds by default (about 20 minutes on 2 cores).
