@@ -82,13 +82,38 @@ def test_a_second_signal_aborts_at_once_and_keeps_the_latest_checkpoint(tmp_path
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode in (130, -signal.SIGINT), proc.returncode
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err and "FATAL" not in err, err
     steps = complete_steps(tmp_path / "run")
     assert steps
     # The newest complete checkpoint restores (a half-written one is never the latest).
     run = jaxppo.load_run(tmp_path / "run")
     assert run.iteration == steps[-1]
+
+
+ABORT_WHILE_A_WORKER_WAITS = """
+import os, signal, threading, time
+from jaxppo.driver import Stopper
+
+threading.Thread(target=threading.Event().wait).start()  # a non-daemon worker, as in orbax's save
+with Stopper():
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(60)
+"""
+
+
+def test_a_second_signal_exits_130_even_while_a_worker_thread_waits():
+    # Raising KeyboardInterrupt instead left the interpreter joining the worker forever: the hang
+    # CI once saw when the second Ctrl-C landed during a checkpoint save.
+    proc = subprocess.run(
+        [sys.executable, "-c", ABORT_WHILE_A_WORKER_WAITS], env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "SIGINT again: aborting now; the latest complete checkpoint is intact"
+    ), proc.stderr
 
 
 def test_resume_skips_a_half_written_checkpoint(interrupted, tmp_path):

@@ -44,8 +44,7 @@ class Stopper:
 
     def _handle(self, signum, frame):
         if self.signal is not None:
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
+            self._abort(signum, frame)
         self.signal = signum
         print(
             f"\n{signal.Signals(signum).name}: finishing the current chunk, then saving a checkpoint "
@@ -54,9 +53,24 @@ class Stopper:
             flush=True,
         )
 
+    @staticmethod
+    def _abort(signum, frame):
+        # Exit here, not by raising: an exception raised in whatever the main thread is doing
+        # (orbax's save waits on worker threads, tensorstore runs C++, jax's atexit clean-up) can
+        # leave a non-daemon thread that the interpreter then waits for forever, abort the process,
+        # or print a traceback. Every file is written atomically: the latest complete checkpoint is
+        # intact.
+        print(f"\n{signal.Signals(signum).name} again: aborting now; the latest complete checkpoint is intact",
+              file=sys.stderr)  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODES[signum])
+
     def __exit__(self, *exc):
+        # Once stopping, the process is on its way out (jax's and orbax's exit hooks still run): a
+        # further signal keeps meaning "abort at once" until it has gone.
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if self.signal is None else self._abort)
 
 
 class Progress:
@@ -144,7 +158,9 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
          f"device(s), {total} iterations of {config.batch_size} steps"
          f"{process if jax.process_count() > 1 else ''}; writing {out_dir}", show_progress)  # fmt: skip
     stopped = None
-    with Stopper() as stopper:  # a signal while compiling stops after the first chunk
+    # A signal while compiling stops after the first chunk; a second one, until this process has
+    # said how it ended, aborts at once.
+    with Stopper() as stopper:
         t0 = time.perf_counter()
         if states is None:
             keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
@@ -187,26 +203,25 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             if stopper.signal and done < total:
                 stopped = stopper.signal
                 break
-    states = parallel.host_slice(states, seeds, axis=1)
-    progress.close()
-    metrics = _concat(history)
-    # Every process says how its training ended before any waits for the others' parts: a process
-    # that was stopped must not leave the others waiting for a part it will never write.
-    ended = parallel.gather_statuses("training-ended", "finished" if stopped is None else str(int(stopped)))
-    stopped_processes = [k for k, status in enumerate(ended) if status != "finished"]
-    if stopped_processes:
-        if stopped is None:  # this process finished its seeds, another one was stopped
-            stopped = signal.Signals(int(ended[stopped_processes[0]]))
-            what = (
-                f"process(es) {', '.join(map(str, stopped_processes))} stopped; this one trained all {total} iterations"
-            )
-        else:
-            what = f"stopped after iteration {done} of {total}"
-        print(f"{what}; checkpoint and logs saved in {out_dir}\n"
-              f"resume with: python -m jaxppo.run --resume {run_dir}"
-              f"{' (and the same process flags, on every process)' if jax.process_count() > 1 else ''}",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_CODES[stopped]
+        states = parallel.host_slice(states, seeds, axis=1)
+        progress.close()
+        metrics = _concat(history)
+        # Every process says how its training ended before any waits for the others' parts: a process
+        # that was stopped must not leave the others waiting for a part it will never write.
+        ended = parallel.gather_statuses("training-ended", "finished" if stopped is None else str(int(stopped)))
+        stopped_processes = [k for k, status in enumerate(ended) if status != "finished"]
+        if stopped_processes:
+            if stopped is None:  # this process finished its seeds, another one was stopped
+                stopped = signal.Signals(int(ended[stopped_processes[0]]))
+                others = ", ".join(map(str, stopped_processes))
+                what = f"process(es) {others} stopped; this one trained all {total} iterations"
+            else:
+                what = f"stopped after iteration {done} of {total}"
+            print(f"{what}; checkpoint and logs saved in {out_dir}\n"
+                  f"resume with: python -m jaxppo.run --resume {run_dir}"
+                  f"{' (and the same process flags, on every process)' if jax.process_count() > 1 else ''}",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_CODES[stopped]
 
     for logger in loggers:
         logger.close()
