@@ -8,8 +8,8 @@ SEEDS=${SEEDS:-64}
 # MinAtar with the blines networks (2 x 256): 9-12k env steps/s on 2 cores, so 2 seeds (30-36 min).
 MINATAR_SEEDS=${MINATAR_SEEDS:-2}
 # The blines MountainCar config updates 64 epochs x 4 minibatches per 512 steps: 32x CartPole's
-# update work per step, so 16 seeds by default (about 20 minutes on 2 cores).
-MOUNTAINCAR_SEEDS=${MOUNTAINCAR_SEEDS:-16}
+# update work per step; 64 seeds take about 78 minutes on 2 cores (MOUNTAINCAR_SEEDS=16: about 16).
+MOUNTAINCAR_SEEDS=${MOUNTAINCAR_SEEDS:-$SEEDS}
 OUT=experiments/runs
 run() { local name=$1; shift; python -m jaxppo.run --out "$OUT/$name" --overwrite --eval-episodes 10 --no-progress "$@"; }
 
