@@ -21,6 +21,7 @@ declare -A ROWS=(
   [pendulum_terminate]="--env Pendulum-v1 --seeds $SEEDS --truncation terminate"
   [mountaincarcontinuous]="--env MountainCarContinuous-v0 --seeds $SEEDS"
   [breakout]="--config experiments/configs/minatar_blines.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS"
+  [asterix]="--config experiments/configs/minatar_blines.toml --env Asterix-MinAtar --seeds $MINATAR_SEEDS"
   [breakout_default_networks]="--config experiments/configs/minatar_default_networks.toml --env Breakout-MinAtar --seeds 8"
   # Sensitivity: clip_coef x ent_coef, and vf_coef, 16 seeds per grid point, one compiled call each.
   [sens_cartpole_clip_ent]="--env CartPole-v1 --seeds 16 --grid clip_coef=0.1,0.2,0.3 --grid ent_coef=0,0.01,0.05"
@@ -29,7 +30,7 @@ declare -A ROWS=(
   [sens_acrobot_vf]="--env Acrobot-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
 )
 ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mountaincarcontinuous
-       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks)
+       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks asterix)
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
