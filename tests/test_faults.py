@@ -116,6 +116,25 @@ def test_a_second_signal_exits_130_even_while_a_worker_thread_waits():
     ), proc.stderr
 
 
+SIGNAL_AFTER_THE_STOPPED_LOOP = """
+import os, signal, time
+from jaxppo.driver import Stopper
+
+with Stopper():
+    os.kill(os.getpid(), signal.SIGINT)  # stop requested: the loop saves and returns
+os.kill(os.getpid(), signal.SIGTERM)  # while the process is on its way out
+time.sleep(60)
+"""
+
+
+def test_a_signal_while_a_stopped_run_exits_still_aborts_at_once():
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_THE_STOPPED_LOOP], env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 143, proc.stderr
+    assert "SIGTERM again: aborting now" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_resume_skips_a_half_written_checkpoint(interrupted, tmp_path):
     root, _, _ = interrupted
     run = tmp_path / "run"
