@@ -31,7 +31,11 @@ ROWS = {
     "pendulum_terminate": ("Pendulum-v1, continuous defaults, terminate", "CleanRL-style about -900", None),
     "mountaincarcontinuous": ("MountainCarContinuous-v0, continuous defaults", "blines 92", ("frac>", 90)),
     "breakout": ("Breakout-MinAtar, blines config and networks (2 x 256 relu), 10M steps", "blines 28", (">=", 28)),
-    "asterix": ("Asterix-MinAtar, Breakout's blines config and networks, 10M steps", "—", None),
+    "asterix": (
+        "Asterix-MinAtar, blines config and networks (its ppo.yaml equals Breakout's), 10M steps",
+        "blines: a learning curve only, no number",
+        None,
+    ),
     "breakout_default_networks": (
         "Breakout-MinAtar, the table's blines-like config, default 64-64 tanh networks, 10M steps",
         "blines 28",
