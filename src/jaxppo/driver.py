@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -163,12 +164,16 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
     with Stopper() as stopper:
         t0 = time.perf_counter()
         if states is None:
+            # Each device initialises its own seeds: moving states made on one device to all of
+            # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
             keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
+            keys = jax.device_put(keys, NamedSharding(mesh, P(parallel.SEED_AXIS)))
             sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
-            states = jax.jit(rundir.batched_init(trainer, grid_size, sequential))(keys, grid)
+            init = rundir.batched_init(trainer, grid_size, sequential)
+            states = jax.jit(parallel.shard_seeds(init, mesh, (0, None), 1))(keys, grid)
         else:
             states = parallel.pad_seeds(states, 1, padded)
-        states = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
+            states = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
         compiled = {}
 
         def compiled_chunk(length):
@@ -182,6 +187,7 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
         _say(f"compiled in {compile_seconds:.1f} s", show_progress)  # near 0 when the disk cache had it
 
         progress = Progress(config.env_steps, grid_size * seeds, show_progress, done * config.batch_size)
+        preload = preload_output_modules()
         run_seconds = 0.0
         while done < total:
             length = min(chunk - done % chunk, total - done)
@@ -198,6 +204,7 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
                 metrics = _concat(history)
                 history = [metrics]
+                preload.join()  # never import orbax in two threads at once
                 rundir.save_checkpoint(out_dir, done, parallel.host_slice(states, seeds, axis=1), metrics)
                 _write_metrics(out_dir, trainer, settings, metrics, seed_range.start)
             if stopper.signal and done < total:
@@ -205,6 +212,7 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
                 break
         states = parallel.host_slice(states, seeds, axis=1)
         progress.close()
+        preload.join()
         metrics = _concat(history)
         # Every process says how its training ended before any waits for the others' parts: a process
         # that was stopped must not leave the others waiting for a part it will never write.
@@ -232,8 +240,8 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
     )
-    if jax.process_count() == 1:
-        write_outputs(run_dir, trainer, settings, part)
+    if jax.process_count() == 1:  # the last checkpoint wrote the final metrics.csv
+        write_outputs(run_dir, trainer, settings, part, metrics_written=True)
         return 0
     part.save(out_dir)
     parallel.barrier("parts-written")
@@ -313,9 +321,11 @@ def merge_parts(run_dir: Path) -> int:
     return 0
 
 
-def write_outputs(run_dir: Path, trainer, settings, part: Part) -> None:
-    """The run's metrics.csv, summary.json and learning-curve plot, and the console table."""
-    _write_metrics(run_dir, trainer, settings, part.metrics)
+def write_outputs(run_dir: Path, trainer, settings, part: Part, metrics_written: bool = False) -> None:
+    """The run's metrics.csv (unless ``metrics_written``), summary.json and learning-curve plot,
+    and the console table."""
+    if not metrics_written:
+        _write_metrics(run_dir, trainer, settings, part.metrics)
     summary = _summary(trainer, settings, part)
     rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     from jaxppo.plot import curves_from_csv, render
@@ -422,6 +432,26 @@ class Wandb:
     def close(self) -> None:
         for run in self.runs:
             run.finish()
+
+
+def preload_output_modules() -> threading.Thread:
+    """Import the checkpoint and plotting libraries in a background thread while training runs.
+
+    The main thread only waits for the devices then, and these imports (about 1 s) would
+    otherwise delay the first checkpoint and the plot at the end. The main thread joins the
+    thread before it saves or plots, so no module is ever imported by both threads at once.
+    """
+
+    def load():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+        import orbax.checkpoint  # noqa: F401
+
+    thread = threading.Thread(target=load, name="jaxppo-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def _say(message: str, enabled: bool) -> None:
