@@ -587,6 +587,21 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), *states)))
 
 
+def test_a_run_fills_the_compilation_cache_and_an_identical_run_only_reads_it(tmp_path):
+    # The CLI ends a successful run with os._exit (no interpreter teardown): nothing it writes,
+    # the persistent compilation cache included, may be lost to that.
+    env = {**ENV, "JAXPPO_CACHE_DIR": str(tmp_path / "cache")}
+    entries = []
+    for name in ("first", "second"):
+        proc = subprocess.run([sys.executable, "-m", "jaxppo.run", *TINY, "--out", name], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+        assert_ok(proc)
+        assert json.loads((tmp_path / name / "summary.json").read_text())["grid_points"][0]["final_return"]
+        entries.append(sorted(p.name for p in (tmp_path / "cache").iterdir()))
+    assert entries[0], "the first run cached no executable"
+    assert entries[1] == entries[0], "the identical second run compiled something again"
+
+
 def test_wandb_logs_one_offline_run_per_grid_point(tmp_path):
     env = {**ENV, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     proc = subprocess.run(

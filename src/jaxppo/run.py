@@ -466,5 +466,30 @@ def _settings_as_args(settings) -> dict:
             "seed_chunk": data["seed_chunk"]}  # fmt: skip
 
 
+def cli() -> None:
+    """``python -m jaxppo.run`` and the ``jaxppo`` script: ``main``, then exit with its status.
+
+    A successful single-process run ends with ``os._exit`` once its output is flushed: every
+    file is written and closed by then, and the interpreter's teardown (XLA's client and thread
+    pools, the loaded libraries) took about 0.9 s of a 30 s CartPole run. With several
+    processes, ``jax.distributed`` must shut down together; wandb syncs at exit: both exit normally.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 0 and _teardown_can_be_skipped():
+        os._exit(0)
+    sys.exit(code)
+
+
+def _teardown_can_be_skipped() -> bool:
+    if "jax" not in sys.modules or "wandb" in sys.modules:
+        return False
+    import jax
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized() and jax.process_count() == 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()
