@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxppo
-from jaxppo.train import shuffle_into_minibatches
+from jaxppo.train import PACKED_INDEX_BITS_MAX, random_permutations, shuffle_into_minibatches
 from utils import assert_tree_close, tree_equal
 
 SMALL = jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=3 * 512)  # 3 iterations of 4 x 128
@@ -74,12 +74,46 @@ def test_later_minibatches_move_the_policy(small_result):
 
 def test_each_epoch_permutation_covers_the_batch_once():
     batch = {"index": jnp.arange(512), "obs": jnp.arange(512 * 3).reshape(512, 3)}
-    minibatches = shuffle_into_minibatches(jax.random.key(3), batch, 4)
+    permutations = random_permutations(jax.random.key(3), 2, 512)
+    minibatches = shuffle_into_minibatches(permutations[0], batch, 4)
     assert minibatches["index"].shape == (4, 128)
     np.testing.assert_array_equal(np.sort(minibatches["index"].reshape(-1)), np.arange(512))
     np.testing.assert_array_equal(minibatches["obs"][..., 0], 3 * minibatches["index"])  # rows stay together
-    other = shuffle_into_minibatches(jax.random.key(4), batch, 4)
+    other = shuffle_into_minibatches(permutations[1], batch, 4)
     assert not np.array_equal(other["index"], minibatches["index"])
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 128, 512, 1000, 2**PACKED_INDEX_BITS_MAX + 1])
+def test_random_permutations_are_permutations(size):
+    permutations = np.asarray(random_permutations(jax.random.key(size), 3, size))
+    assert permutations.shape == (3, size) and permutations.dtype == np.int32
+    for row in permutations:
+        np.testing.assert_array_equal(np.sort(row), np.arange(size))
+
+
+def test_random_permutations_are_uniform():
+    # All 4! = 24 orders of 4 elements, and every element at every position, equally often.
+    draws = 48_000
+    permutations = np.asarray(jax.jit(random_permutations, static_argnums=(1, 2))(jax.random.key(0), draws, 4))
+    codes = permutations @ np.array([64, 16, 4, 1])
+    counts = np.unique(codes, return_counts=True)[1]
+    assert len(counts) == 24
+    expected = draws / 24
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert chi2 < 49.7, (chi2, counts)  # 23 degrees of freedom: p = 0.001
+    # On a realistic batch: position counts of each element over many draws are flat.
+    size, draws = 512, 2000
+    permutations = np.asarray(jax.jit(random_permutations, static_argnums=(1, 2))(jax.random.key(1), draws, size))
+    first_quarter = (permutations[:, : size // 4, None] == np.arange(size)).any(axis=1).sum(axis=0)
+    # Each element lands in the first minibatch (a quarter) with probability 1/4.
+    z = (first_quarter - draws / 4) / np.sqrt(draws * 0.25 * 0.75)
+    assert np.abs(z).max() < 5, z
+    assert abs(z.mean()) < 0.2 and 0.8 < z.std() < 1.2, (z.mean(), z.std())
+
+
+def test_random_permutations_differ_with_the_key():
+    a, b = (np.asarray(random_permutations(jax.random.key(k), 2, 512)) for k in (0, 1))
+    assert not np.array_equal(a, b) and not np.array_equal(a[0], a[1])
 
 
 def test_stored_continuous_actions_are_unclipped():

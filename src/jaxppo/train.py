@@ -10,6 +10,7 @@ iteration and continue exactly (``Trainer.run`` called again with the returned s
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -244,9 +245,9 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             )
         return (new_params, new_opt_state, active), metrics
 
-    def epoch_step(hp, learning_rate, batch, carry, key):
+    def epoch_step(hp, learning_rate, batch, carry, permutation):
         params, opt_state, active, last_metrics, clipfrac_sum, epochs_done = carry
-        shuffled = shuffle_into_minibatches(key, batch, config.num_minibatches)
+        shuffled = shuffle_into_minibatches(permutation, batch, config.num_minibatches)
         (params, opt_state, _), metrics = jax.lax.scan(
             lambda c, mb: minibatch_step(hp, learning_rate, c, mb), (params, opt_state, active), shuffled
         )
@@ -309,7 +310,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         (params, opt_state, _, last, clipfrac_sum, epochs_done), _ = jax.lax.scan(
             lambda c, k: epoch_step(hp, learning_rate, batch, c, k),
             carry,
-            jax.random.split(epoch_key, config.update_epochs),
+            random_permutations(epoch_key, config.update_epochs, config.batch_size),  # all epochs' at once
         )
 
         # Divergence guard: an update that makes the loss or the parameters non-finite is
@@ -385,13 +386,41 @@ def optimizer_step(optimizer, params, grads, opt_state, learning_rate):
     return unravel(flat_params - learning_rate * updates), opt_state, jnp.linalg.norm(flat_grads)
 
 
-def shuffle_into_minibatches(key: jax.Array, batch, num_minibatches: int):
+PACKED_INDEX_BITS_MAX = 20  # batches up to 2**20 samples shuffle by packed sorts (below)
+
+
+def random_permutations(key: jax.Array, count: int, size: int) -> jax.Array:
+    """``count`` independent, uniformly random permutations of ``range(size)``: ``[count, size]`` int32.
+
+    ``jax.random.permutation`` sorts random keys together with the indices, which XLA:CPU does
+    through a generic comparator: about 450 us for 4 x 512 elements, 10 % of a CartPole
+    iteration. Sorting one uint32 array is about 10x faster, so each round here packs random high
+    bits with every element's current position in the low bits and sorts that array alone; the
+    sorted low bits are the new order. Equal random bits keep two elements in their current order,
+    so rounds repeat until ``3 * log2(size)`` random bits are drawn (jax's own criterion for its
+    rounds): each round's order is independent of the arrangement it is applied to, and a pair
+    tied in every round is rarer than ``1 / size``. Larger batches use ``jax.random.permutation``.
+    """
+    index_bits = max(1, (size - 1).bit_length())
+    if index_bits > PACKED_INDEX_BITS_MAX:
+        return jax.vmap(lambda k: jax.random.permutation(k, size))(jax.random.split(key, count))
+    low = (1 << index_bits) - 1
+    rounds = math.ceil(3 * index_bits / (32 - index_bits))
+    noise = jax.random.bits(key, (rounds, count, size), jnp.uint32) & jnp.uint32(0xFFFFFFFF ^ low)
+    # A round's order depends on its own noise only, so every round sorts in one op.
+    orders = (jnp.sort(noise | jnp.arange(size, dtype=jnp.uint32), axis=-1) & jnp.uint32(low)).astype(jnp.int32)
+    permutations = orders[0]
+    for order in orders[1:]:  # apply each round's order to the arrangement before it
+        permutations = jnp.take_along_axis(permutations, order, axis=-1)
+    return permutations
+
+
+def shuffle_into_minibatches(permutation: jax.Array, batch, num_minibatches: int):
     """Permute the whole batch with one gather, then split it: every sample once per epoch.
 
     Leaves ``[B, ...]`` become ``[num_minibatches, B // num_minibatches, ...]``.
     """
     batch_size = jax.tree.leaves(batch)[0].shape[0]
-    permutation = jax.random.permutation(key, batch_size)
     return jax.tree.map(
         lambda x: x[permutation].reshape((num_minibatches, batch_size // num_minibatches) + x.shape[1:]),
         batch,
