@@ -308,7 +308,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             jnp.zeros((), jnp.int32),
         )
         (params, opt_state, _, last, clipfrac_sum, epochs_done), _ = jax.lax.scan(
-            lambda c, k: epoch_step(hp, learning_rate, batch, c, k),
+            lambda c, permutation: epoch_step(hp, learning_rate, batch, c, permutation),
             carry,
             random_permutations(epoch_key, config.update_epochs, config.batch_size),  # all epochs' at once
         )
