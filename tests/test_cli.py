@@ -49,11 +49,11 @@ ERROR_PREFIX = "python -m jaxppo.run: error:"
 
 
 # ------------------------------------------------------------------ helpers
-def cli(*args, cwd, module="jaxppo.run", timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
+def cli(*args, cwd, module="jaxppo.run", timeout=RUN_TIMEOUT, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
         cwd=cwd,
-        env=ENV,
+        env=ENV if env is None else env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -593,8 +593,7 @@ def test_a_run_fills_the_compilation_cache_and_an_identical_run_only_reads_it(tm
     env = {**ENV, "JAXPPO_CACHE_DIR": str(tmp_path / "cache")}
     entries = []
     for name in ("first", "second"):
-        proc = subprocess.run([sys.executable, "-m", "jaxppo.run", *TINY, "--out", name], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+        proc = cli(*TINY, "--out", name, cwd=tmp_path, env=env)
         assert_ok(proc)
         assert json.loads((tmp_path / name / "summary.json").read_text())["grid_points"][0]["final_return"]
         entries.append(sorted(p.name for p in (tmp_path / "cache").iterdir()))

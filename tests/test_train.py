@@ -92,7 +92,7 @@ def test_random_permutations_are_permutations(size):
 
 
 def test_random_permutations_are_uniform():
-    # All 4! = 24 orders of 4 elements, and every element at every position, equally often.
+    # All 4! = 24 orders of 4 elements, equally often.
     draws = 48_000
     permutations = np.asarray(jax.jit(random_permutations, static_argnums=(1, 2))(jax.random.key(0), draws, 4))
     codes = permutations @ np.array([64, 16, 4, 1])
