@@ -9,6 +9,7 @@ per configuration so peak RSS is that configuration's own.
     python experiments/bench_throughput.py --seeds 8 --mode sharded          # train_many over host devices
     python experiments/bench_throughput.py --seeds 8 --purejaxrl PATH        # + PureJaxRL side by side
     python experiments/bench_throughput.py --seeds 8 --mode cli --purejaxrl PATH   # the CLI, wall clock
+    python experiments/bench_throughput.py --seeds 8 --unroll-threefry --purejaxrl PATH   # both, the CLI's lowering
 
 ``mode``: ``core`` = one device; ``sharded`` = ``train_many`` over one XLA:CPU device per core;
 ``cli`` = what a user runs, ``python -m jaxppo.run --env CartPole-v1 --seeds N --no-progress``,
@@ -16,7 +17,8 @@ timed as a whole process (start-up, compile, run, every output file), twice: wit
 compilation cache (``cold_s``) and again with the cache it left (``warm_s``). Its ratio line
 compares each with PureJaxRL's compile + run.
 With ``--purejaxrl``, jaxppo and PureJaxRL alternate, configuration by configuration, and a
-ratio line follows each pair.
+ratio line follows each pair. ``--unroll-threefry`` calls ``jaxppo.unroll_threefry_on_cpu()``
+(which the CLI calls) first in both processes, jaxppo's and PureJaxRL's (``core``/``sharded``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "purejaxrl_cartpole.py"
 
 
-def measure(seeds: int, timesteps: int, repeats: int, mode: str) -> dict:
+def measure(seeds: int, timesteps: int, repeats: int, mode: str, unroll_threefry: bool = False) -> dict:
+    if unroll_threefry:
+        from jaxppo.compilation import unroll_threefry_on_cpu
+
+        unroll_threefry_on_cpu()
     if mode == "sharded":
         import jaxppo
 
@@ -78,6 +84,7 @@ def measure(seeds: int, timesteps: int, repeats: int, mode: str) -> dict:
         "devices": len(jax.devices()),
         "seeds": seeds,
         "timesteps": timesteps,
+        "unroll_threefry": unroll_threefry,
         "lower_s": round(t1 - t0, 3),
         "compile_s": round(t2 - t1, 3),
         "run_s": round(run_s, 3),
@@ -120,17 +127,20 @@ def child(args, seeds: int, mode: str, purejaxrl: str | None = None) -> dict:
         argv = [str(HARNESS), "--purejaxrl", purejaxrl, "--seeds", str(seeds),
                 "--timesteps", str(args.timesteps), "--repeats", str(args.repeats)]  # fmt: skip
         wrapper = ("import json, resource, runpy, sys; sys.argv = json.loads(sys.argv[1]); "
+                   + ("from jaxppo.compilation import unroll_threefry_on_cpu; unroll_threefry_on_cpu(); "
+                      if args.unroll_threefry else "") +
                    "runpy.run_path(sys.argv[0], run_name='__main__'); "
                    "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))")  # fmt: skip
         cmd = [sys.executable, "-c", wrapper, json.dumps(argv)]
     else:
         cmd = [sys.executable, __file__, "--child", "--seeds", str(seeds), "--mode", mode,
                "--timesteps", str(args.timesteps), "--repeats", str(args.repeats)]  # fmt: skip
+        cmd += ["--unroll-threefry"] if args.unroll_threefry else []
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     lines = [json.loads(x) for x in out.strip().splitlines() if x.startswith("{")]
     if purejaxrl:
-        return {"impl": "purejaxrl", **lines[-2], **lines[-1]}
+        return {"impl": "purejaxrl", "unroll_threefry": args.unroll_threefry, **lines[-2], **lines[-1]}
     return lines[-1]
 
 
@@ -141,10 +151,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--mode", choices=["core", "sharded", "cli"], default="core")
     p.add_argument("--purejaxrl", default=None, help="PureJaxRL checkout: time it side by side")
+    p.add_argument("--unroll-threefry", action="store_true",
+                   help="core/sharded: call jaxppo.unroll_threefry_on_cpu() first, in both processes")  # fmt: skip
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(measure(args.seeds[0], args.timesteps, args.repeats, args.mode)), flush=True)
+        print(
+            json.dumps(measure(args.seeds[0], args.timesteps, args.repeats, args.mode, args.unroll_threefry)),
+            flush=True,
+        )
         return
     for seeds in args.seeds:
         ours = child(args, seeds, args.mode)

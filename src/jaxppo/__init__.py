@@ -1,5 +1,6 @@
 """jaxppo: PPO in JAX, one compiled call for many seeds and hyperparameter grids."""
 
+from jaxppo.compilation import unroll_threefry_on_cpu
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
 from jaxppo.evaluation import evaluate
 from jaxppo.gae import compute_gae
@@ -25,5 +26,6 @@ __all__ = [
     "make_train",
     "make_trainer",
     "train_many",
+    "unroll_threefry_on_cpu",
     "use_host_devices",
 ]
