@@ -170,24 +170,30 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             keys = jax.device_put(keys, NamedSharding(mesh, P(parallel.SEED_AXIS)))
             sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
             init = rundir.batched_init(trainer, grid_size, sequential)
-            states = jax.jit(parallel.shard_seeds(init, mesh, (0, None), 1))(keys, grid)
+            init = jax.jit(parallel.shard_seeds(init, mesh, (0, None), 1)).lower(keys, grid)
+            # XLA compiles (or loads) the init program while this thread traces the chunk program
+            # from the init's output shapes: about 1.5 s less start-up on 2 cores.
+            init_compiled = in_background(init.compile)
+            states_like = init.out_info
         else:
             states = parallel.pad_seeds(states, 1, padded)
-            states = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
+            states = states_like = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
         compiled = {}
 
         def compiled_chunk(length):
             if length not in compiled:
                 sharded = parallel.shard_seeds(lambda st, hp: run_chunk(st, hp, length), mesh, (1, None), 1)
-                compiled[length] = jax.jit(sharded).lower(states, grid).compile()
+                compiled[length] = jax.jit(sharded).lower(states_like, grid).compile()
             return compiled[length]
 
         compiled_chunk(min(chunk, total - done) if done < total else chunk)
+        if states is None:
+            states = init_compiled()(keys, grid)
         compile_seconds = time.perf_counter() - t0
         _say(f"compiled in {compile_seconds:.1f} s", show_progress)  # near 0 when the disk cache had it
 
         progress = Progress(config.env_steps, grid_size * seeds, show_progress, done * config.batch_size)
-        preload = preload_output_modules()
+        preloaded = preload_output_modules()
         run_seconds = 0.0
         while done < total:
             length = min(chunk - done % chunk, total - done)
@@ -204,7 +210,7 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             if checkpoint_every and done % checkpoint_every == 0 or done == total or stopper.signal:
                 metrics = _concat(history)
                 history = [metrics]
-                preload.join()  # never import orbax in two threads at once
+                preloaded()  # never import orbax in two threads at once
                 rundir.save_checkpoint(out_dir, done, parallel.host_slice(states, seeds, axis=1), metrics)
                 _write_metrics(out_dir, trainer, settings, metrics, seed_range.start)
             if stopper.signal and done < total:
@@ -212,7 +218,7 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
                 break
         states = parallel.host_slice(states, seeds, axis=1)
         progress.close()
-        preload.join()
+        preloaded()
         metrics = _concat(history)
         # Every process says how its training ended before any waits for the others' parts: a process
         # that was stopped must not leave the others waiting for a part it will never write.
@@ -434,12 +440,13 @@ class Wandb:
             run.finish()
 
 
-def preload_output_modules() -> threading.Thread:
+def preload_output_modules():
     """Import the checkpoint and plotting libraries in a background thread while training runs.
 
     The main thread only waits for the devices then, and these imports (about 1 s) would
-    otherwise delay the first checkpoint and the plot at the end. The main thread joins the
-    thread before it saves or plots, so no module is ever imported by both threads at once.
+    otherwise delay the first checkpoint and the plot at the end. The main thread calls the
+    returned function (it waits for the imports) before it saves or plots, so no module is ever
+    imported by both threads at once.
     """
 
     def load():
@@ -449,9 +456,29 @@ def preload_output_modules() -> threading.Thread:
         import matplotlib.pyplot  # noqa: F401
         import orbax.checkpoint  # noqa: F401
 
-    thread = threading.Thread(target=load, name="jaxppo-preload", daemon=True)
+    return in_background(load)
+
+
+def in_background(fn):
+    """Start ``fn()`` in a thread; the returned function waits for its result (or raises its error)."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = fn()
+        except BaseException as error:  # handed to the caller, which raises it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="jaxppo-background", daemon=True)
     thread.start()
-    return thread
+
+    def result():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return result
 
 
 def _say(message: str, enabled: bool) -> None:
