@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.distributions import Categorical, DiagGaussian
+from jaxppo.distributions import Categorical, DiagGaussian, uniform_from_bits
 
 ATOL = 1e-5  # float32 library code against float64 reference values
 NUM_SAMPLES = 50_000
@@ -106,3 +106,34 @@ def test_samples_depend_on_key_only():
     key = jax.random.PRNGKey(7)
     np.testing.assert_array_equal(dist.sample(key), dist.sample(key))
     assert not np.array_equal(dist.sample(key), dist.sample(jax.random.PRNGKey(8)))
+
+
+# ------------------------------------------------------------ sampling from uniform noise
+def test_uniform_from_bits_is_jax_uniform():
+    key = jax.random.key(11)
+    bits = jax.random.bits(key, (4096,), jnp.uint32)
+    np.testing.assert_array_equal(uniform_from_bits(bits), jax.random.uniform(key, (4096,)))
+    extremes = uniform_from_bits(jnp.array([0, 0xFFFFFFFF], jnp.uint32))
+    assert extremes[0] == 0.0 and extremes[1] == np.float32(1 - 2**-23)
+
+
+def test_samples_from_uniform_noise_equal_jax_samplers():
+    """``sample(key)`` goes through ``sample_from_uniform``: it draws exactly what jax's own
+    categorical and normal samplers draw for the key (the same Gumbel and inverse-erf maps)."""
+    for seed in range(5):
+        key = jax.random.key(seed)
+        logits = jax.random.normal(jax.random.key(100 + seed), (64, 5)) * 3
+        np.testing.assert_array_equal(Categorical(logits).sample(key), jax.random.categorical(key, logits))
+        mean, log_std = jnp.linspace(-1, 1, 64 * 3).reshape(64, 3), jnp.array([0.0, -0.5, 0.7])
+        np.testing.assert_array_equal(
+            DiagGaussian(mean, log_std).sample(key), mean + jnp.exp(log_std) * jax.random.normal(key, (64, 3))
+        )
+
+
+def test_sample_from_uniform_edges_are_finite():
+    """u = 0 and the largest u below 1 still give finite Gumbel and Gaussian noise."""
+    edges = jnp.array([[0.0, 1 - 2**-23]], jnp.float32)
+    assert Categorical(jnp.zeros((1, 2))).sample_from_uniform(edges).shape == (1,)
+    gaussian = DiagGaussian(jnp.zeros((1, 2)), jnp.zeros(2)).sample_from_uniform(edges)
+    assert np.isfinite(np.asarray(gaussian)).all()
+    assert gaussian[0, 0] < -5 and gaussian[0, 1] > 5  # the tails of a standard normal

@@ -116,6 +116,25 @@ def test_random_permutations_differ_with_the_key():
     assert not np.array_equal(a, b) and not np.array_equal(a[0], a[1])
 
 
+def test_rollout_noise_is_fresh_for_every_step_env_and_rollout():
+    """All of a rollout's noise comes from one draw (``rollout_randomness``): no step, env or
+    later rollout may reuse another's. With a constant (zero) policy the sampled actions are the
+    noise itself."""
+    trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="MountainCarContinuous-v0", num_envs=4, num_steps=256))
+    hparams = jaxppo.PPOHParams()
+    state = trainer.init(jax.random.key(0), hparams)
+    state = state.replace(params=jax.tree.map(jnp.zeros_like, state.params))  # mean 0, std 1 everywhere
+    rollout = jax.jit(trainer.rollout)
+    state_after, first = rollout(state, hparams)
+    _, second = rollout(state_after, hparams)
+    noise = np.concatenate([np.asarray(first.action), np.asarray(second.action)]).reshape(-1)
+    assert len(np.unique(noise)) == noise.size  # 2048 distinct float32 draws
+    assert abs(noise.mean()) < 0.1 and 0.93 < noise.std() < 1.07  # standard normal: se 0.022, 0.016
+    lagged = np.corrcoef(noise[:-4], noise[4:])[0, 1]  # the same env one step later
+    assert abs(lagged) < 0.1
+    assert not np.array_equal(jax.random.key_data(state_after.key), jax.random.key_data(state.key))
+
+
 def test_stored_continuous_actions_are_unclipped():
     trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="MountainCarContinuous-v0", num_steps=64))
     hparams = jaxppo.PPOHParams()

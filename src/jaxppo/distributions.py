@@ -1,6 +1,9 @@
 """Action distributions as pure functions: categorical and diagonal Gaussian.
 
 Log-probabilities and entropies of a diagonal Gaussian are summed over action dims.
+``sample_from_uniform(u)`` turns uniform noise (one value per logit or action dim, as
+``uniform_from_bits`` makes) into a sample, so a rollout can draw all its noise at once;
+``sample(key)`` draws that noise itself.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ class Categorical(NamedTuple):
     logits: jax.Array  # [..., num_actions]
 
     def sample(self, key: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, self.logits, axis=-1)
+        return self.sample_from_uniform(jax.random.uniform(key, self.logits.shape, self.logits.dtype))
+
+    def sample_from_uniform(self, uniform: jax.Array) -> jax.Array:
+        """Gumbel-max: ``argmax(logits + Gumbel noise)`` (as ``jax.random.categorical``)."""
+        uniform = jnp.maximum(uniform, jnp.finfo(uniform.dtype).tiny)  # log(0) is not finite
+        return jnp.argmax(self.logits - jnp.log(-jnp.log(uniform)), axis=-1)
 
     def mode(self) -> jax.Array:
         return jnp.argmax(self.logits, axis=-1)
@@ -35,8 +43,13 @@ class DiagGaussian(NamedTuple):
     log_std: jax.Array  # broadcastable to mean
 
     def sample(self, key: jax.Array) -> jax.Array:
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
-        return self.mean + jnp.exp(self.log_std) * noise
+        return self.sample_from_uniform(jax.random.uniform(key, self.mean.shape, self.mean.dtype))
+
+    def sample_from_uniform(self, uniform: jax.Array) -> jax.Array:
+        """Standard normal noise by the inverse error function (as ``jax.random.normal``)."""
+        low = jnp.nextafter(jnp.asarray(-1.0, uniform.dtype), jnp.asarray(1.0, uniform.dtype))  # (-1, 1) open
+        centred = jnp.maximum(low, 2.0 * uniform + low)
+        return self.mean + jnp.exp(self.log_std) * (math.sqrt(2.0) * jax.lax.erf_inv(centred))
 
     def mode(self) -> jax.Array:
         return self.mean
@@ -49,3 +62,9 @@ class DiagGaussian(NamedTuple):
     def entropy(self) -> jax.Array:
         log_std = jnp.broadcast_to(self.log_std, self.mean.shape)
         return jnp.sum(log_std + 0.5 * (1.0 + math.log(2 * math.pi)), axis=-1)
+
+
+def uniform_from_bits(bits: jax.Array) -> jax.Array:
+    """Random uint32 ``bits`` to float32 uniform in [0, 1): 23 random mantissa bits (as ``jax.random.uniform``)."""
+    mantissa = jnp.right_shift(bits, jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0

@@ -21,6 +21,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxppo import normalize as norm
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
@@ -152,17 +153,17 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         )
 
     # --------------------------------------------------------------- rollout
-    def env_step(hp: PPOHParams, state: TrainState, _):
-        key, k_act, k_env = jax.random.split(state.key, 3)
+    def env_step(hp: PPOHParams, state: TrainState, randomness):
+        uniform, env_keys = randomness  # this step's share of rollout_randomness
         dist = actor.apply(state.params["actor"], state.obs)
-        action = dist.sample(k_act)
+        action = dist.sample_from_uniform(uniform)
         log_prob = dist.log_prob(action)
         env_action = action
         if continuous:  # the env gets the clipped action; the buffer keeps the sample
             env_action = jnp.clip(action, spec.action_low, spec.action_high)
             env_action = env_action.reshape((num_envs,) + spec.action_shape)
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_env, num_envs), state.env_state, env_action, env_params
+            env_keys, state.env_state, env_action, env_params
         )
         next_obs, final_obs = flat_obs(next_obs), flat_obs(info["final_observation"])
         reward = reward.astype(jnp.float32)
@@ -199,7 +200,6 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
             done_length=jnp.where(done, episode_length, 0),
         )
         state = state.replace(
-            key=key,
             env_state=env_state,
             obs=next_obs,
             obs_stats=obs_stats,
@@ -210,8 +210,31 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         )
         return state, transition
 
+    def rollout_randomness(key):
+        """Everything a rollout draws, from one ``jax.random.bits`` call: the next key, a spare
+        key, uniform noise for the actions ``[T, N, A]`` and a key per step and env ``[T, N]``.
+
+        One hash to compile instead of three per step (a split, the action sample, the env
+        keys): on XLA:CPU every draw compiles to large kernels of its own.
+        """
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)  # or a raw uint32 key (PRNGKey)
+        words = (jax.random.key_data(key) if typed else key).shape[-1]
+        sizes = (2 * words, num_steps * num_envs * spec.action_size, num_steps * num_envs * words)
+        bits = jax.random.bits(key, (sum(sizes),), jnp.uint32)
+        key_bits, noise_bits, env_bits = jnp.split(bits, [sizes[0], sizes[0] + sizes[1]])
+
+        def as_keys(data):
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key)) if typed else data
+
+        next_key, spare_key = as_keys(key_bits.reshape(2, words))
+        uniform = uniform_from_bits(noise_bits).reshape(num_steps, num_envs, spec.action_size)
+        return next_key, spare_key, (uniform, as_keys(env_bits.reshape(num_steps, num_envs, words)))
+
     def collect(hp: PPOHParams, state: TrainState):
-        return jax.lax.scan(lambda s, x: env_step(hp, s, x), state, None, length=num_steps)
+        """``num_steps`` steps of every env: ``(state, Transition [T, N, ...], spare key)``."""
+        next_key, spare_key, randomness = rollout_randomness(state.key)
+        state, traj = jax.lax.scan(lambda s, x: env_step(hp, s, x), state.replace(key=next_key), randomness)
+        return state, traj, spare_key
 
     # ---------------------------------------------------------------- update
     def loss_fn(params, batch, hp: PPOHParams):
@@ -266,7 +289,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         else:
             learning_rate = hp.learning_rate
 
-        state, traj = collect(hp, state)
+        state, traj, epoch_key = collect(hp, state)
 
         # Values of every visited state and of every successor (pre-reset), in one batched pass.
         values, next_values = critic.apply(state.params["critic"], jnp.stack([traj.obs, traj.final_obs]))
@@ -286,7 +309,6 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         }
         batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
 
-        key, epoch_key = jax.random.split(state.key)
         zero_metrics = {
             name: jnp.zeros((), jnp.float32)
             for name in (
@@ -343,7 +365,6 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         state = state.replace(
             params=params,
             opt_state=opt_state,
-            key=key,
             iteration=iteration,
             diverged_at=diverged_at,
             recent_returns=recent_returns,
@@ -356,7 +377,8 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         return iteration_step(hparams.resolve(spec.action_kind), state, None)
 
     def rollout(state: TrainState, hparams: PPOHParams):
-        return collect(hparams.resolve(spec.action_kind), state)
+        state, traj, _ = collect(hparams.resolve(spec.action_kind), state)
+        return state, traj
 
     def run(state: TrainState, hparams: PPOHParams, num_iterations_to_run: int) -> TrainResult:
         """Run ``num_iterations_to_run`` iterations from ``state`` (chunks compose exactly)."""
