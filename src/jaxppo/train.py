@@ -10,6 +10,7 @@ iteration and continue exactly (``Trainer.run`` called again with the returned s
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -154,7 +155,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
 
     # --------------------------------------------------------------- rollout
     def env_step(hp: PPOHParams, state: TrainState, randomness):
-        uniform, env_keys = randomness  # this step's share of rollout_randomness
+        uniform, env_keys = randomness  # this step's share of iteration_randomness
         dist = actor.apply(state.params["actor"], state.obs)
         action = dist.sample_from_uniform(uniform)
         log_prob = dist.log_prob(action)
@@ -210,31 +211,40 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         )
         return state, transition
 
-    def rollout_randomness(key):
-        """Everything a rollout draws, from one ``jax.random.bits`` call: the next key, a spare
-        key, uniform noise for the actions ``[T, N, A]`` and a key per step and env ``[T, N]``.
+    # The update epochs' minibatch shuffles, drawn with the rollout's randomness (None: by key).
+    shuffle_shape = permutation_noise_shape(config.update_epochs, config.batch_size)
 
-        One hash to compile instead of three per step (a split, the action sample, the env
-        keys): on XLA:CPU every draw compiles to large kernels of its own.
+    def iteration_randomness(key):
+        """Everything an iteration draws, from one ``jax.random.bits`` call: the next key, a
+        spare key, uniform noise for the actions ``[T, N, A]``, a key per step and env ``[T, N]``
+        and the bits of the epochs' shuffles.
+
+        One hash to compile instead of three per step and one for the shuffle (a split, the action
+        sample, the env keys): on XLA:CPU every draw compiles to large kernels of its own.
         """
         typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)  # or a raw uint32 key (PRNGKey)
         words = (jax.random.key_data(key) if typed else key).shape[-1]
-        sizes = (2 * words, num_steps * num_envs * spec.action_size, num_steps * num_envs * words)
+        shapes = [(2, words), (num_steps, num_envs, spec.action_size), (num_steps, num_envs, words)]
+        shapes += [shuffle_shape] if shuffle_shape else []
+        sizes = [math.prod(shape) for shape in shapes]
         bits = jax.random.bits(key, (sum(sizes),), jnp.uint32)
-        key_bits, noise_bits, env_bits = jnp.split(bits, [sizes[0], sizes[0] + sizes[1]])
+        offsets = list(itertools.accumulate(sizes))[:-1]
+        parts = [part.reshape(shape) for part, shape in zip(jnp.split(bits, offsets), shapes, strict=True)]
 
         def as_keys(data):
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key)) if typed else data
 
-        next_key, spare_key = as_keys(key_bits.reshape(2, words))
-        uniform = uniform_from_bits(noise_bits).reshape(num_steps, num_envs, spec.action_size)
-        return next_key, spare_key, (uniform, as_keys(env_bits.reshape(num_steps, num_envs, words)))
+        next_key, spare_key = as_keys(parts[0])
+        shuffle = parts[3] if shuffle_shape else None
+        return next_key, spare_key, (uniform_from_bits(parts[1]), as_keys(parts[2])), shuffle
 
     def collect(hp: PPOHParams, state: TrainState):
-        """``num_steps`` steps of every env: ``(state, Transition [T, N, ...], spare key)``."""
-        next_key, spare_key, randomness = rollout_randomness(state.key)
+        """``num_steps`` steps of every env: ``(state, Transition [T, N, ...], epochs' permutations)``."""
+        next_key, spare_key, randomness, shuffle = iteration_randomness(state.key)
         state, traj = jax.lax.scan(lambda s, x: env_step(hp, s, x), state.replace(key=next_key), randomness)
-        return state, traj, spare_key
+        if shuffle is None:  # a batch above 2 ** PACKED_INDEX_BITS_MAX
+            return state, traj, random_permutations(spare_key, config.update_epochs, config.batch_size)
+        return state, traj, permutations_from_noise(shuffle)
 
     # ---------------------------------------------------------------- update
     def loss_fn(params, batch, hp: PPOHParams):
@@ -289,7 +299,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         else:
             learning_rate = hp.learning_rate
 
-        state, traj, epoch_key = collect(hp, state)
+        state, traj, permutations = collect(hp, state)
 
         # Values of every visited state and of every successor (pre-reset), in one batched pass.
         values, next_values = critic.apply(state.params["critic"], jnp.stack([traj.obs, traj.final_obs]))
@@ -332,7 +342,7 @@ def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
         (params, opt_state, _, last, clipfrac_sum, epochs_done), _ = jax.lax.scan(
             lambda c, permutation: epoch_step(hp, learning_rate, batch, c, permutation),
             carry,
-            random_permutations(epoch_key, config.update_epochs, config.batch_size),  # all epochs' at once
+            permutations,  # all epochs' at once
         )
 
         # Divergence guard: an update that makes the loss or the parameters non-finite is
@@ -423,12 +433,29 @@ def random_permutations(key: jax.Array, count: int, size: int) -> jax.Array:
     rounds): each round's order is independent of the arrangement it is applied to, and a pair
     tied in every round is rarer than ``1 / size``. Larger batches use ``jax.random.permutation``.
     """
+    shape = permutation_noise_shape(count, size)
+    if shape is None:
+        return jax.vmap(lambda k: jax.random.permutation(k, size))(jax.random.split(key, count))
+    return permutations_from_noise(jax.random.bits(key, shape, jnp.uint32))
+
+
+def permutation_noise_shape(count: int, size: int) -> tuple[int, int, int] | None:
+    """Shape of the random uint32 bits ``permutations_from_noise`` needs: ``(rounds, count, size)``;
+    ``None`` above ``2 ** PACKED_INDEX_BITS_MAX`` elements (``random_permutations`` then uses
+    ``jax.random.permutation``)."""
     index_bits = max(1, (size - 1).bit_length())
     if index_bits > PACKED_INDEX_BITS_MAX:
-        return jax.vmap(lambda k: jax.random.permutation(k, size))(jax.random.split(key, count))
+        return None
+    return math.ceil(3 * index_bits / (32 - index_bits)), count, size
+
+
+def permutations_from_noise(noise: jax.Array) -> jax.Array:
+    """``random_permutations`` from its random bits ``[rounds, count, size]`` (drawn elsewhere, e.g.
+    with a rollout's other randomness in one call)."""
+    size = noise.shape[-1]
+    index_bits = max(1, (size - 1).bit_length())
     low = (1 << index_bits) - 1
-    rounds = math.ceil(3 * index_bits / (32 - index_bits))
-    noise = jax.random.bits(key, (rounds, count, size), jnp.uint32) & jnp.uint32(0xFFFFFFFF ^ low)
+    noise = noise & jnp.uint32(0xFFFFFFFF ^ low)
     # A round's order depends on its own noise only, so every round sorts in one op.
     orders = (jnp.sort(noise | jnp.arange(size, dtype=jnp.uint32), axis=-1) & jnp.uint32(low)).astype(jnp.int32)
     permutations = orders[0]
