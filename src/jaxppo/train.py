@@ -443,18 +443,21 @@ def permutation_noise_shape(count: int, size: int) -> tuple[int, int, int] | Non
     """Shape of the random uint32 bits ``permutations_from_noise`` needs: ``(rounds, count, size)``;
     ``None`` above ``2 ** PACKED_INDEX_BITS_MAX`` elements (``random_permutations`` then uses
     ``jax.random.permutation``)."""
-    index_bits = max(1, (size - 1).bit_length())
+    index_bits = _index_bits(size)
     if index_bits > PACKED_INDEX_BITS_MAX:
         return None
     return math.ceil(3 * index_bits / (32 - index_bits)), count, size
+
+
+def _index_bits(size: int) -> int:
+    return max(1, (size - 1).bit_length())  # low bits that hold a position in range(size)
 
 
 def permutations_from_noise(noise: jax.Array) -> jax.Array:
     """``random_permutations`` from its random bits ``[rounds, count, size]`` (drawn elsewhere, e.g.
     with a rollout's other randomness in one call)."""
     size = noise.shape[-1]
-    index_bits = max(1, (size - 1).bit_length())
-    low = (1 << index_bits) - 1
+    low = (1 << _index_bits(size)) - 1
     noise = noise & jnp.uint32(0xFFFFFFFF ^ low)
     # A round's order depends on its own noise only, so every round sorts in one op.
     orders = (jnp.sort(noise | jnp.arange(size, dtype=jnp.uint32), axis=-1) & jnp.uint32(low)).astype(jnp.int32)
