@@ -30,19 +30,21 @@ def test_minatar_observations_are_flattened_for_the_mlp():
 
 
 def test_start_up_defers_gymnax_rendering_modules_until_used():
-    # A fresh interpreter: building a trainer must not import seaborn/scipy.stats/pyplot (seconds of
+    # A fresh interpreter: building a trainer must not import seaborn/scipy.stats/matplotlib (seconds of
     # start-up), and gymnax's renderers must still find them when they draw.
     script = textwrap.dedent(
         """
         import sys
         import jaxppo
         jaxppo.make_trainer(jaxppo.PPOConfig(env_id="CartPole-v1"))
-        slow = [m for m in ("seaborn", "scipy.stats", "pandas", "matplotlib.pyplot") if m in sys.modules]
+        slow = [m for m in ("seaborn", "scipy.stats", "pandas", "matplotlib") if m in sys.modules]
         assert slow == [], slow
         from gymnax.environments.misc import pong
         assert len(pong.sns.color_palette("cubehelix", 3)) == 3
-        import matplotlib.pyplot as plt, seaborn
+        assert pong.colors.ListedColormap(["red", "blue"]).N == 2
+        import matplotlib.colors, matplotlib.pyplot as plt, seaborn
         assert seaborn.color_palette is pong.sns.color_palette and plt.figure is pong.plt.figure
+        assert matplotlib.colors.ListedColormap is pong.colors.ListedColormap
         print("OK")
         """
     )

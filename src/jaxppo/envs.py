@@ -34,9 +34,10 @@ class EnvSpec(NamedTuple):
 # wait until the CLI has chosen the number of host devices (see parallel.use_host_devices).
 
 # Imported by gymnax at start-up for rendering only: Pong imports seaborn (and with it scipy.stats and
-# pandas), Catch imports matplotlib.pyplot; about 2-3 s of every start. They are deferred to their
-# first use, so a run that never renders never pays for them.
-DEFERRED_RENDERING_MODULES = ("seaborn", "matplotlib.pyplot")
+# pandas) and matplotlib.colors, Catch imports matplotlib.pyplot; about 2-3 s of every start. They are
+# deferred to their first use, so a run that never renders never pays for them. The matplotlib package
+# itself is deferred too (0.2 s): a submodule's stand-in is also an attribute of its parent's stand-in.
+DEFERRED_RENDERING_MODULES = ("seaborn", "matplotlib", "matplotlib.pyplot", "matplotlib.colors")
 
 
 class _DeferredModule(types.ModuleType):
@@ -53,15 +54,18 @@ class _DeferredModule(types.ModuleType):
 def import_gymnax():
     """``import gymnax``, with its rendering-only dependencies deferred until first used."""
     if "gymnax" not in sys.modules:
-        deferred = [
-            name
-            for name in DEFERRED_RENDERING_MODULES
-            if name not in sys.modules and importlib.util.find_spec(name) is not None
-        ]
+        # find_spec of the top-level name only: for "a.b" it would import the package "a"
+        specs = {name: importlib.util.find_spec(name.partition(".")[0]) for name in DEFERRED_RENDERING_MODULES}
+        deferred = [name for name, spec in specs.items() if name not in sys.modules and spec is not None]
         for name in deferred:
             stand_in = _DeferredModule(name)
             stand_in.__spec__ = None  # not "being initialised": the import system hands it out as it is
+            if "." not in name and specs[name].submodule_search_locations is not None:
+                stand_in.__path__ = list(specs[name].submodule_search_locations)  # a package, without importing it
             sys.modules[name] = stand_in
+            parent, _, child = name.rpartition(".")
+            if isinstance(sys.modules.get(parent), _DeferredModule):  # `from parent import child`
+                setattr(sys.modules[parent], child, stand_in)
         try:
             import gymnax  # noqa: F401
         finally:
