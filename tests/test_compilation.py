@@ -1,5 +1,5 @@
-"""unroll_threefry_on_cpu: a different lowering of the same hash (fresh process per setting,
-since it changes jax's lowering table for the whole process)."""
+"""compilation: unroll_threefry_on_cpu, a different lowering of the same hash (fresh process per setting,
+since it changes jax's lowering table for the whole process), and the garbage-collection pause."""
 
 import subprocess
 import sys
@@ -53,3 +53,24 @@ def test_unrolled_threefry_draws_the_same_bits_and_trains_identically(tmp_path):
         assert len(default.files) > 20
         for name in default.files:
             np.testing.assert_array_equal(default[name], unrolled[name], err_msg=name)
+
+
+def test_garbage_collection_is_paused_inside_the_block_and_restored_after():
+    import gc
+
+    from jaxppo.compilation import garbage_collection_paused
+
+    assert gc.isenabled()
+    with garbage_collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), garbage_collection_paused():
+        raise RuntimeError("tracing failed")
+    assert gc.isenabled()  # re-enabled after an error too
+    gc.disable()
+    try:
+        with garbage_collection_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own setting is kept
+    finally:
+        gc.enable()

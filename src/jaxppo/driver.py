@@ -25,6 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxppo import parallel, rundir
+from jaxppo.compilation import garbage_collection_paused
 from jaxppo.evaluation import agent_keys, evaluate
 from jaxppo.stats import summarize
 
@@ -163,32 +164,33 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
     # said how it ended, aborts at once.
     with Stopper() as stopper:
         t0 = time.perf_counter()
-        if states is None:
-            # Each device initialises its own seeds: moving states made on one device to all of
-            # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
-            keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
-            keys = jax.device_put(keys, NamedSharding(mesh, P(parallel.SEED_AXIS)))
-            sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
-            init = rundir.batched_init(trainer, grid_size, sequential)
-            init = jax.jit(parallel.shard_seeds(init, mesh, (0, None), 1)).lower(keys, grid)
-            # XLA compiles (or loads) the init program while this thread traces the chunk program
-            # from the init's output shapes: about 1.5 s less start-up on 2 cores.
-            init_compiled = in_background(init.compile)
-            states_like = init.out_info
-        else:
-            states = parallel.pad_seeds(states, 1, padded)
-            states = states_like = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
-        compiled = {}
+        with garbage_collection_paused():  # tracing, not training
+            if states is None:
+                # Each device initialises its own seeds: moving states made on one device to all of
+                # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
+                keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
+                keys = jax.device_put(keys, NamedSharding(mesh, P(parallel.SEED_AXIS)))
+                sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
+                init = rundir.batched_init(trainer, grid_size, sequential)
+                init = jax.jit(parallel.shard_seeds(init, mesh, (0, None), 1)).lower(keys, grid)
+                # XLA compiles (or loads) the init program while this thread traces the chunk program
+                # from the init's output shapes: about 1.5 s less start-up on 2 cores.
+                init_compiled = in_background(init.compile)
+                states_like = init.out_info
+            else:
+                states = parallel.pad_seeds(states, 1, padded)
+                states = states_like = jax.device_put(states, NamedSharding(mesh, P(None, parallel.SEED_AXIS)))
+            compiled = {}
 
-        def compiled_chunk(length):
-            if length not in compiled:
-                sharded = parallel.shard_seeds(lambda st, hp: run_chunk(st, hp, length), mesh, (1, None), 1)
-                compiled[length] = jax.jit(sharded).lower(states_like, grid).compile()
-            return compiled[length]
+            def compiled_chunk(length):
+                if length not in compiled:
+                    sharded = parallel.shard_seeds(lambda st, hp: run_chunk(st, hp, length), mesh, (1, None), 1)
+                    compiled[length] = jax.jit(sharded).lower(states_like, grid).compile()
+                return compiled[length]
 
-        compiled_chunk(min(chunk, total - done) if done < total else chunk)
-        if states is None:
-            states = init_compiled()(keys, grid)
+            compiled_chunk(min(chunk, total - done) if done < total else chunk)
+            if states is None:
+                states = init_compiled()(keys, grid)
         compile_seconds = time.perf_counter() - t0
         _say(f"compiled in {compile_seconds:.1f} s", show_progress)  # near 0 when the disk cache had it
 
