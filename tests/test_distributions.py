@@ -134,6 +134,8 @@ def test_sample_from_uniform_edges_are_finite():
     """u = 0 and the largest u below 1 still give finite Gumbel and Gaussian noise."""
     edges = jnp.array([[0.0, 1 - 2**-23]], jnp.float32)
     assert Categorical(jnp.zeros((1, 2))).sample_from_uniform(edges).shape == (1,)
+    # u = 0 everywhere: finite (equal) noise lets the logits decide; log(0) would make every score -inf
+    assert Categorical(jnp.array([[0.0, 5.0]])).sample_from_uniform(jnp.zeros((1, 2)))[0] == 1
     gaussian = DiagGaussian(jnp.zeros((1, 2)), jnp.zeros(2)).sample_from_uniform(edges)
     assert np.isfinite(np.asarray(gaussian)).all()
     assert gaussian[0, 0] < -5 and gaussian[0, 1] > 5  # the tails of a standard normal

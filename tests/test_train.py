@@ -117,7 +117,7 @@ def test_random_permutations_differ_with_the_key():
 
 
 def test_rollout_noise_is_fresh_for_every_step_env_and_rollout():
-    """All of a rollout's noise comes from one draw (``rollout_randomness``): no step, env or
+    """All of a rollout's noise comes from one draw (``iteration_randomness``): no step, env or
     later rollout may reuse another's. With a constant (zero) policy the sampled actions are the
     noise itself."""
     trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="MountainCarContinuous-v0", num_envs=4, num_steps=256))
