@@ -17,7 +17,7 @@ timed as a whole process (start-up, compile, run, every output file), twice: wit
 compilation cache (``cold_s``) and again with the cache it left (``warm_s``). Its ratio line
 compares each with PureJaxRL's compile + run.
 With ``--purejaxrl``, jaxppo and PureJaxRL alternate, configuration by configuration, and a
-ratio line follows each pair. ``--unroll-threefry`` calls ``jaxppo.unroll_threefry_on_cpu()``
+ratio line follows each pair. ``--unroll-threefry`` calls ``jaxppo.xla_cpu.unroll_threefry_on_cpu()``
 (which the CLI calls) first in both processes, jaxppo's and PureJaxRL's (``core``/``sharded``).
 """
 
@@ -38,13 +38,13 @@ HARNESS = Path(__file__).resolve().parents[2] / "shared" / "bench" / "purejaxrl_
 
 def measure(seeds: int, timesteps: int, repeats: int, mode: str, unroll_threefry: bool = False) -> dict:
     if unroll_threefry:
-        from jaxppo.compilation import unroll_threefry_on_cpu
+        from jaxppo.xla_cpu import unroll_threefry_on_cpu
 
         unroll_threefry_on_cpu()
     if mode == "sharded":
         import jaxppo
 
-        jaxppo.use_host_devices()
+        jaxppo.xla_cpu.use_host_devices()
     import jax
     import numpy as np
 
@@ -127,7 +127,7 @@ def child(args, seeds: int, mode: str, purejaxrl: str | None = None) -> dict:
         argv = [str(HARNESS), "--purejaxrl", purejaxrl, "--seeds", str(seeds),
                 "--timesteps", str(args.timesteps), "--repeats", str(args.repeats)]  # fmt: skip
         wrapper = ("import json, resource, runpy, sys; sys.argv = json.loads(sys.argv[1]); "
-                   + ("from jaxppo.compilation import unroll_threefry_on_cpu; unroll_threefry_on_cpu(); "
+                   + ("from jaxppo.xla_cpu import unroll_threefry_on_cpu; unroll_threefry_on_cpu(); "
                       if args.unroll_threefry else "") +
                    "runpy.run_path(sys.argv[0], run_name='__main__'); "
                    "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))")  # fmt: skip
@@ -152,7 +152,7 @@ def main() -> None:
     p.add_argument("--mode", choices=["core", "sharded", "cli"], default="core")
     p.add_argument("--purejaxrl", default=None, help="PureJaxRL checkout: time it side by side")
     p.add_argument("--unroll-threefry", action="store_true",
-                   help="core/sharded: call jaxppo.unroll_threefry_on_cpu() first, in both processes")  # fmt: skip
+                   help="core/sharded: call jaxppo.xla_cpu.unroll_threefry_on_cpu() first, in both processes")  # fmt: skip
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -1,4 +1,4 @@
-"""compilation: unroll_threefry_on_cpu, a different lowering of the same hash (fresh process per setting,
+"""xla_cpu.unroll_threefry_on_cpu, a different lowering of the same hash (fresh process per setting,
 since it changes jax's lowering table for the whole process), and the garbage-collection pause."""
 
 import subprocess
@@ -13,7 +13,7 @@ SCRIPT = textwrap.dedent(
     import sys
     import jax, jax.numpy as jnp, numpy as np, jaxppo
 
-    applied = jaxppo.unroll_threefry_on_cpu() if sys.argv[1] == "unrolled" else False
+    applied = jaxppo.xla_cpu.unroll_threefry_on_cpu() if sys.argv[1] == "unrolled" else False
     key = jax.random.key(3)
     lowered = jax.jit(lambda k: jax.random.bits(k, (4,))).lower(key).as_text()
     print("LOOP" if "stablehlo.while" in lowered else "NO LOOP", "APPLIED" if applied else "NOT APPLIED")

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxppo.networks import Actor, Critic, orthogonal, polar_factor
+from jaxppo.networks import Actor, Critic
+from jaxppo.xla_cpu import orthogonal, polar_factor
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (64, 64), (400, 64), (7, 1)])

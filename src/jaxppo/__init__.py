@@ -1,12 +1,17 @@
-"""jaxppo: PPO in JAX, one compiled call for many seeds and hyperparameter grids."""
+"""jaxppo: PPO in JAX, one compiled call for many seeds and hyperparameter grids.
 
-from jaxppo.compilation import unroll_threefry_on_cpu
+CPU-specific helpers (host devices, the unrolled Threefry lowering, the compile-time
+workarounds the loop uses) live in ``jaxppo.xla_cpu``.
+"""
+
+from jaxppo import xla_cpu
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
 from jaxppo.evaluation import evaluate
 from jaxppo.gae import compute_gae
-from jaxppo.parallel import train_many, use_host_devices
+from jaxppo.parallel import train_many
 from jaxppo.rundir import load_policy, load_run
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
+from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices  # noqa: F401  (older homes; see xla_cpu)
 
 __version__ = "0.1.0"
 
@@ -20,12 +25,11 @@ __all__ = [
     "compute_gae",
     "default_hparams",
     "evaluate",
+    "hparam_grid",
     "load_policy",
     "load_run",
-    "hparam_grid",
     "make_train",
     "make_trainer",
     "train_many",
-    "unroll_threefry_on_cpu",
-    "use_host_devices",
+    "xla_cpu",
 ]

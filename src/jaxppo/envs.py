@@ -31,7 +31,7 @@ class EnvSpec(NamedTuple):
 
 
 # gymnax is imported inside the functions: importing it initialises jax's backends, which must
-# wait until the CLI has chosen the number of host devices (see parallel.use_host_devices).
+# wait until the CLI has chosen the number of host devices (see xla_cpu.use_host_devices).
 
 # Imported by gymnax at start-up for rendering only: Pong imports seaborn (and with it scipy.stats and
 # pandas) and matplotlib.colors, Catch imports matplotlib.pyplot; about 2-3 s of every start. They are

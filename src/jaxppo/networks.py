@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxppo.distributions import Categorical, DiagGaussian
+from jaxppo.xla_cpu import orthogonal_kernels
 
 ACTIVATION_FNS: dict[str, Callable] = {
     "tanh": jnp.tanh,
@@ -31,48 +32,6 @@ ACTIVATION_FNS: dict[str, Callable] = {
     "silu": nn.silu,
     "elu": nn.elu,
 }
-
-
-def polar_factors(matrices: Sequence[jax.Array], iterations: int = 60) -> list[jax.Array]:
-    """Orthonormal polar factors ``U`` of tall ``[m, n]`` matrices ``A = U P`` (m >= n), in one loop.
-
-    Newton–Schulz: ``X <- 1.5 X - 0.5 X X^T X`` from ``A / ||A||_F`` (singular values in
-    (0, 1]); small singular values grow 1.5x per step, so 60 steps cover condition numbers
-    far beyond float32 precision. Pure ``jnp``: safe to vmap on every backend.
-    """
-    start = tuple(a / jnp.linalg.norm(a) for a in matrices)
-    step = lambda _, xs: tuple(1.5 * x - 0.5 * x @ (x.T @ x) for x in xs)
-    return list(jax.lax.fori_loop(0, iterations, step, start))
-
-
-def polar_factor(matrix: jax.Array, iterations: int = 60) -> jax.Array:
-    """Orthonormal polar factor of one tall matrix (see ``polar_factors``)."""
-    return polar_factors([matrix], iterations)[0]
-
-
-def orthogonal_kernels(key: jax.Array, shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> list[jax.Array]:
-    """``scale * Q`` with ``Q`` orthogonal for each 2-D ``shape``: one Gaussian draw, one loop."""
-    talls = [(max(shape), min(shape)) for shape in shapes]
-    sizes = [rows * cols for rows, cols in talls]
-    noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    gaussians = [noise[o : o + size].reshape(tall) for o, size, tall in zip(offsets, sizes, talls, strict=True)]
-    kernels = []
-    for q, shape, scale in zip(polar_factors(gaussians), shapes, scales, strict=True):
-        kernels.append(scale * (q if shape[0] >= shape[1] else q.T))
-    return kernels
-
-
-def orthogonal(scale: float = 1.0) -> Callable:
-    """Orthogonal initializer (Saxe et al.), vmap-safe; same law as jax's ``orthogonal``."""
-
-    def init(key, shape, dtype=jnp.float32):
-        if len(shape) < 2:
-            raise ValueError("orthogonal initializer needs at least a 2-D shape")
-        flat = (math.prod(shape[:-1]), shape[-1])
-        return orthogonal_kernels(key, [flat], [scale])[0].reshape(shape).astype(dtype)
-
-    return init
 
 
 def _given(value: jax.Array) -> Callable:

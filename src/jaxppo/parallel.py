@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -26,28 +25,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams
 from jaxppo.train import TrainResult, make_train
+from jaxppo.xla_cpu import use_host_devices  # noqa: F401  (its home before jaxppo.xla_cpu)
 
 SEED_AXIS = "seeds"
-_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
-
-
-def use_host_devices(count: int | None = None) -> bool:
-    """Ask XLA:CPU for ``count`` host devices (default: one per core) via ``XLA_FLAGS``.
-
-    Takes effect only before jax initialises its backends (before any computation); returns
-    whether it could. An explicit device count already in ``XLA_FLAGS`` is kept. Harmless on
-    GPU/TPU machines (it only concerns the CPU platform).
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if _DEVICE_COUNT_FLAG in flags:
-        return False
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
-        return False
-    count = count or os.cpu_count() or 1
-    os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_COUNT_FLAG}={count}".strip()
-    return True
 
 
 def seed_mesh(devices=None) -> Mesh:

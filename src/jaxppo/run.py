@@ -355,8 +355,7 @@ def _main(argv) -> int:
     host_devices = args.pop("host_devices", None)
     if host_devices is not None and host_devices <= 0:
         raise ConfigError(f"--host-devices must be a positive integer, got {host_devices}")
-    from jaxppo.compilation import unroll_threefry_on_cpu
-    from jaxppo.parallel import use_host_devices
+    from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices
 
     use_host_devices(host_devices)  # before anything starts jax's backends
     unroll_threefry_on_cpu()  # the same random bits, about 3 s less compiling on CPU
