@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxppo
-from jaxppo.train import make_optimizer, optimizer_step
+from jaxppo.train import make_optimizer
+from jaxppo.xla_cpu import apply_update, init_optimizer_state
 
 ATOL = 1e-5  # float32 library code against float64 reference values
 
@@ -65,7 +66,7 @@ def test_first_step_of_the_training_chain(reference):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), grad_scale=st.floats(1e-3, 1e3), max_grad_norm=st.floats(0.1, 10.0))
-def test_raveled_optimizer_step_equals_the_per_array_chain(seed, grad_scale, max_grad_norm):
+def test_raveled_apply_update_equals_the_per_array_chain(seed, grad_scale, max_grad_norm):
     """Training runs clip + Adam on the raveled parameters; per array, optax gives the same steps."""
     keys = iter(jax.random.split(jax.random.key(seed), 12))  # 3 leaves + 3 steps x 3 gradients
     draw = lambda shape, scale=1.0: scale * jax.random.normal(next(keys), shape)
@@ -73,11 +74,11 @@ def test_raveled_optimizer_step_equals_the_per_array_chain(seed, grad_scale, max
     chain = make_optimizer(jaxppo.PPOHParams(max_grad_norm=max_grad_norm).resolve("discrete"))
     learning_rate = 2.5e-4
     raveled, per_array = params, params
-    raveled_state = chain.init(jax.flatten_util.ravel_pytree(params)[0])
+    raveled_state = init_optimizer_state(chain, params)
     per_array_state = chain.init(params)
     for _ in range(3):  # Adam's moments carry over
         grads = jax.tree.map(lambda p: draw(p.shape, grad_scale), params)
-        raveled, raveled_state, grad_norm = optimizer_step(chain, raveled, grads, raveled_state, learning_rate)
+        raveled, raveled_state, grad_norm = apply_update(chain, raveled, grads, raveled_state, learning_rate)
         updates, per_array_state = chain.update(grads, per_array_state, per_array)
         per_array = jax.tree.map(lambda p, u: p - learning_rate * u, per_array, updates)
         np.testing.assert_allclose(grad_norm, optax.tree.norm(grads), rtol=1e-5)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import jaxppo
-from jaxppo.train import PACKED_INDEX_BITS_MAX, random_permutations, shuffle_into_minibatches
+from jaxppo.train import shuffle_into_minibatches
+from jaxppo.xla_cpu import PACKED_INDEX_BITS_MAX, random_permutations
 from utils import assert_tree_close, tree_equal
 
 SMALL = jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=3 * 512)  # 3 iterations of 4 x 128
@@ -117,7 +118,7 @@ def test_random_permutations_differ_with_the_key():
 
 
 def test_rollout_noise_is_fresh_for_every_step_env_and_rollout():
-    """All of a rollout's noise comes from one draw (``iteration_randomness``): no step, env or
+    """All of a rollout's noise comes from one draw (``draw_iteration_noise``): no step, env or
     later rollout may reuse another's. With a constant (zero) policy the sampled actions are the
     noise itself."""
     trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="MountainCarContinuous-v0", num_envs=4, num_steps=256))
@@ -143,7 +144,7 @@ def test_stored_continuous_actions_are_unclipped():
     actions = np.asarray(traj.action)
     assert actions.shape == (64, 1, 1)
     assert np.abs(actions).max() > 1.0  # std 1 at init: samples leave the [-1, 1] bounds
-    dist = trainer.actor.apply(state.params["actor"], traj.obs)
+    dist = trainer.policy.distribution(state.params, traj.obs)
     np.testing.assert_allclose(dist.log_prob(traj.action), traj.log_prob, atol=1e-5)
 
 

@@ -9,10 +9,25 @@ Log-probabilities and entropies of a diagonal Gaussian are summed over action di
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+
+
+class Distribution(Protocol):
+    """What the trainer uses of an action distribution (batched over leading dims)."""
+
+    def sample_from_uniform(self, uniform: jax.Array) -> jax.Array:
+        """A sample from uniform noise in [0, 1), one value per ``action_noise_size``."""
+
+    def sample(self, key: jax.Array) -> jax.Array: ...
+
+    def log_prob(self, actions: jax.Array) -> jax.Array: ...
+
+    def entropy(self) -> jax.Array: ...
+
+    def mode(self) -> jax.Array: ...
 
 
 class Categorical(NamedTuple):

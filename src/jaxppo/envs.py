@@ -1,11 +1,16 @@
-"""Environments: gymnax ids or user-supplied gymnax ``Environment`` instances.
+"""The env seam: everything environment-specific, behind ``VecEnv``.
 
-Resolves the spaces into what the trainer needs (action kind and size, action bounds,
-flat observation size) and rejects what PPO here cannot handle with a ``ConfigError``.
+``make_env`` takes a gymnax id or a user's gymnax ``Environment`` instance, resolves its spaces
+into an ``EnvSpec`` (action kind and size, bounds, observation shape) and rejects what PPO here
+cannot handle with a ``ConfigError``. ``VecEnv`` is the trainer's only view of it: ``num_envs``
+copies reset and stepped together, each step returning the pre-reset observation next to the
+auto-reset one, and the termination and truncation flags apart. The trainer touches no gymnax
+detail; a suite with another step API needs only its own ``VecEnv``-shaped adapter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import math
@@ -13,6 +18,8 @@ import sys
 import types
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxppo.config import ActionKind, ConfigError
@@ -28,6 +35,55 @@ class EnvSpec(NamedTuple):
     action_high: np.ndarray | None
     obs_shape: tuple[int, ...]
     obs_size: int
+
+
+class EnvStep(NamedTuple):
+    """One step of every env, ``[num_envs, ...]``."""
+
+    obs: jax.Array  # float32, after the auto-reset where an episode ended
+    state: Any
+    reward: jax.Array  # float32
+    terminated: jax.Array  # bool: an MDP end (no bootstrap)
+    truncated: jax.Array  # bool: a time limit (bootstrap from final_obs)
+    final_obs: jax.Array  # float32, s_{t+1} before the auto-reset
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VecEnv:
+    """``num_envs`` copies of one env, reset and stepped together (vmapped)."""
+
+    spec: EnvSpec
+    num_envs: int
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
+        """Fresh episodes in every env from one key: ``(obs [N, *obs_shape] float32, states)``."""
+        keys = jax.random.split(key, self.num_envs)
+        obs, state = jax.vmap(self.spec.env.reset, in_axes=(0, None))(keys, self.spec.env_params)
+        return obs.astype(jnp.float32), state
+
+    def step(self, keys: jax.Array, state: Any, action: jax.Array) -> EnvStep:
+        """Step env ``i`` with ``keys[i]`` and the policy's ``action[i]`` (auto-resetting)."""
+        step = jax.vmap(self.spec.env.step, in_axes=(0, 0, 0, None))
+        obs, state, reward, terminated, truncated, info = step(
+            keys, state, self.env_action(action), self.spec.env_params
+        )
+        return EnvStep(
+            obs=obs.astype(jnp.float32),
+            state=state,
+            reward=reward.astype(jnp.float32),
+            terminated=terminated.astype(bool),
+            truncated=truncated.astype(bool),
+            final_obs=info["final_observation"].astype(jnp.float32),
+        )
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """The policy's action as the env takes it: continuous actions clipped to the bounds and
+        shaped as the action space (the rollout keeps the unclipped sample)."""
+        spec = self.spec
+        if spec.action_kind != "continuous":
+            return action
+        clipped = jnp.clip(action, spec.action_low, spec.action_high)
+        return clipped.reshape(action.shape[:-1] + spec.action_shape)
 
 
 # gymnax is imported inside the functions: importing it initialises jax's backends, which must

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxppo import normalize as norm
+from jaxppo.envs import VecEnv
 from jaxppo.train import Trainer
 
 DEFAULT_MAX_STEPS = 1000  # used when the env has no max_steps_in_episode
@@ -19,22 +20,28 @@ def episode_step_limit(trainer: Trainer) -> int:
 
 
 def make_act(trainer: Trainer, deterministic: bool = True):
-    """``act(params, obs_stats, obs, key) -> action`` for one observation or a batch."""
-    spec, config = trainer.spec, trainer.config
+    """``act(params, obs_stats, obs, key) -> action`` for one observation or a batch, as the env
+    takes it (continuous actions clipped to the bounds)."""
+    spec = trainer.spec
 
     def act(params, obs_stats, obs, key):
         obs = jnp.asarray(obs, jnp.float32)
         single = obs.ndim == len(spec.obs_shape)
-        flat = obs.reshape((1 if single else obs.shape[0], spec.obs_size))
-        if config.normalize_observations:
-            flat = norm.normalize_observations(obs_stats, flat, config.obs_clip)
-        dist = trainer.actor.apply(params["actor"], flat)
-        action = dist.mode() if deterministic else dist.sample(key)
-        if spec.action_kind == "continuous":
-            action = jnp.clip(action, spec.action_low, spec.action_high).reshape((-1,) + spec.action_shape)
+        batch = obs.reshape((1 if single else obs.shape[0], *spec.obs_shape))
+        action = trainer.env.env_action(choose_action(trainer, deterministic, params, obs_stats, batch, key))
         return action[0] if single else action
 
     return act
+
+
+def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs, key):
+    """The policy's action for an observation batch, its mode or a sample (normalised first
+    with the frozen statistics when the run normalised observations)."""
+    config = trainer.config
+    if config.normalize_observations:
+        obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
+    dist = trainer.policy.distribution(params, obs)
+    return dist.mode() if deterministic else dist.sample(key)
 
 
 def agent_keys(key, batch_shape: tuple[int, ...]):
@@ -59,21 +66,18 @@ def evaluate(
         for _ in range(batch_dims):
             single = jax.vmap(single)
         return single(params, obs_stats, keys)
-    env, env_params = trainer.spec.env, trainer.spec.env_params
-    act = make_act(trainer, deterministic)
+    env = VecEnv(trainer.spec, num_episodes)
     key, reset_key = jax.random.split(key)
-    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, num_episodes), env_params)
+    obs, env_state = env.reset(reset_key)
 
     def body(carry, _):
         obs, env_state, key, returns, running = carry
         key, act_key, step_key = jax.random.split(key, 3)
-        action = act(params, obs_stats, obs, act_key)
-        obs, env_state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(step_key, num_episodes), env_state, action, env_params
-        )
-        returns = returns + jnp.where(running, reward, 0.0)
-        running = running & ~(terminated | truncated)
-        return (obs, env_state, key, returns, running), None
+        action = choose_action(trainer, deterministic, params, obs_stats, obs, act_key)
+        step = env.step(jax.random.split(step_key, num_episodes), env_state, action)
+        returns = returns + jnp.where(running, step.reward, 0.0)
+        running = running & ~(step.terminated | step.truncated)
+        return (step.obs, step.state, key, returns, running), None
 
     init = (obs, env_state, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
     (_, _, _, returns, _), _ = jax.lax.scan(body, init, None, length=episode_step_limit(trainer))

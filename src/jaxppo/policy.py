@@ -1,0 +1,59 @@
+"""The policy seam: everything the trainer knows about its networks.
+
+A policy maps an observation batch to an action distribution and a value. It is built as an
+encoder (here: each observation flattened for an MLP), an optional recurrent core (none here),
+then heads (the actor's distribution parameters, the critic's value). The trainer calls only:
+
+- ``init(keys, obs)``: parameters, from an example observation batch;
+- ``distribution(params, obs)``: a ``distributions.Distribution`` (``sample_from_uniform``,
+  ``log_prob``, ``entropy``, ``mode``) over the env's actions;
+- ``value(params, obs)``: the critic's value estimates;
+- ``action_noise_size``: uniform values one sample consumes (drawn with the iteration's noise).
+
+Observations keep their env shape ``[*batch, *obs_shape]``; the encoder decides how to read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxppo.config import PPOConfig
+from jaxppo.distributions import Distribution
+from jaxppo.envs import EnvSpec
+from jaxppo.networks import Actor, Critic
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCritic:
+    """Separate actor and critic networks (CleanRL's layout), parameters ``{"actor", "critic"}``."""
+
+    actor: Actor
+    critic: Critic
+    obs_shape: tuple[int, ...]
+    action_noise_size: int
+
+    def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
+        """Parameters from two independent keys ``[2]`` (the actor's, the critic's) and an
+        example observation batch (default: one zero observation)."""
+        obs = jnp.zeros((1, *self.obs_shape), jnp.float32) if obs is None else obs
+        return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
+
+    def distribution(self, params: dict, obs: jax.Array) -> Distribution:
+        return self.actor.apply(params["actor"], obs)
+
+    def value(self, params: dict, obs: jax.Array) -> jax.Array:
+        return self.critic.apply(params["critic"], obs)
+
+
+def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
+    """The policy ``config`` describes, for the env ``spec`` describes."""
+    rank = len(spec.obs_shape)
+    return ActorCritic(
+        actor=Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation, rank),
+        critic=Critic(config.hidden_sizes, config.activation, rank),
+        obs_shape=spec.obs_shape,
+        action_noise_size=spec.action_size,
+    )
