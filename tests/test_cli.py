@@ -338,7 +338,7 @@ def test_load_policy_acts_on_single_and_batched_observations(grid_run):
     import jax
 
     from jaxppo.config import ConfigError
-    from jaxppo.rundir import load_policy
+    from jaxppo.loading import load_policy
 
     act = load_policy(grid_run, seed=1, grid_point=0)
     key = jax.random.key(0)
@@ -572,7 +572,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
 
     import jax
 
-    from jaxppo.rundir import load_run
+    from jaxppo.loading import load_run
 
     runs = [load_run(d) for d in (interrupted, reference)]
     assert [r.iteration for r in runs] == [80, 80]

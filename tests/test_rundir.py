@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import jaxppo
-from jaxppo.rundir import batched_init
+from jaxppo.parallel import batched_init
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 from jaxppo import parallel, rundir
 from jaxppo.compilation import garbage_collection_paused
 from jaxppo.evaluation import agent_keys, evaluate
+from jaxppo.settings import RunOptions, run_keys
 from jaxppo.stats import summarize
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -107,17 +108,6 @@ class Progress:
             self.bar.close()
 
 
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How a run reports and saves; none of these change the training numbers."""
-
-    checkpoint_every: int | None = None
-    eval_every: int | None = None
-    show_progress: bool = True
-    tensorboard: bool = False
-    wandb: bool = False
-
-
 def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOptions) -> int:
     """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming.
 
@@ -168,10 +158,10 @@ def train_run(trainer, settings, run_dir: Path, states, metrics, options: RunOpt
             if states is None:
                 # Each device initialises its own seeds: moving states made on one device to all of
                 # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
-                keys = parallel.pad_seeds(rundir.run_keys(settings, seed_range), 0, padded)
+                keys = parallel.pad_seeds(run_keys(settings, seed_range), 0, padded)
                 keys = jax.device_put(keys, NamedSharding(mesh, P(parallel.SEED_AXIS)))
                 sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
-                init = rundir.batched_init(trainer, grid_size, sequential)
+                init = parallel.batched_init(trainer, grid_size, sequential)
                 init = jax.jit(parallel.shard_seeds(init, mesh, (0, None), 1)).lower(keys, grid)
                 # XLA compiles (or loads) the init program while this thread traces the chunk program
                 # from the init's output shapes: about 1.5 s less start-up on 2 cores.

@@ -10,11 +10,10 @@ import numpy as np
 
 from jaxppo.config import ConfigError
 from jaxppo.evaluation import evaluate
+from jaxppo.loading import load_run
 
 
 def main(argv=None) -> int:
-    from jaxppo import rundir
-
     parser = argparse.ArgumentParser(prog="python -m jaxppo.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--episodes", type=int, default=10)
@@ -24,7 +23,7 @@ def main(argv=None) -> int:
     try:
         if args.episodes <= 0:
             raise ConfigError(f"--episodes must be positive, got {args.episodes}")
-        run = rundir.load_run(args.run_dir)
+        run = load_run(args.run_dir)
         evaluate_all = jax.jit(
             lambda p, s, k: evaluate(run.trainer, p, s, k, args.episodes, not args.stochastic, batch_dims=2)
         )

@@ -87,6 +87,31 @@ def shard_seeds(fn, mesh: Mesh, in_axes, out_axis: int):
     )
 
 
+def batched_init(trainer, grid_size: int, sequential: bool = False):
+    """``(keys [S], grid [G]) -> TrainState [G, S]`` of a ``Trainer`` (a grid of defaults has no
+    leaves: pass its size).
+
+    ``sequential`` initialises one agent after another (``lax.map``): the same states, and on
+    CPU, where agents run one after another anyway, it compiles in about half the time of the
+    vmapped init (3.5 s against 7 s at 8 seeds), for no measurable run time.
+    """
+    vmapped = jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0), axis_size=grid_size)
+    if not sequential:
+        return vmapped
+
+    def init(keys, grid):
+        seeds = keys.shape[0]
+
+        def one_agent(index):
+            point = jax.tree.map(lambda leaf: leaf[index // seeds], grid)
+            return trainer.init(keys[index % seeds], point)
+
+        states = jax.lax.map(one_agent, jnp.arange(grid_size * seeds))
+        return jax.tree.map(lambda leaf: leaf.reshape((grid_size, seeds) + leaf.shape[1:]), states)
+
+    return init
+
+
 def train_many(
     config: PPOConfig,
     keys: jax.Array,

@@ -4,29 +4,35 @@ All grid points x all seeds train in one compiled call. The loop runs in chunks 
 iterations between host-side checkpoint saves; a chunked run equals an unchunked one.
 Bad input gets a one-line error and exit status 2; Ctrl-C (or SIGTERM) finishes the
 current chunk, saves a checkpoint and the logs so far, and exits 130 (143).
+
+The top layer: flags to ``RunSettings`` (``jaxppo.settings``), jax's devices and processes,
+the run directory to start or resume (``jaxppo.rundir``), then ``jaxppo.driver.train_run``.
+Everything that imports jax's backends is imported only after ``use_host_devices``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
-import json
 import math
 import os
-import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+from jaxppo.config import ConfigError
+from jaxppo.settings import (
+    BOOL_FIELDS,
+    HPARAM_FIELDS,
+    RunOptions,
+    RunSettings,
+    read_config_file,
+    settings_as_args,
+    settings_from_args,
+)
 
 PROG = "python -m jaxppo.run"
-CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
-HPARAM_FIELDS = [f.name for f in dataclasses.fields(PPOHParams)]
-INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof")
-BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards")
-RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=_int, metavar="K",
                      help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
     run.add_argument("--tensorboard", action="store_true",
-                     help="write TensorBoard logs, one run per (grid point, seed) (pip install jaxppo[tensorboard])")  # fmt: skip
+                     help="write TensorBoard logs, one run per (grid point, seed) "
+                          "(pip install jaxppo[tensorboard])")  # fmt: skip
     run.add_argument("--wandb", action="store_true",
                      help="log to Weights & Biases, one run per grid point (pip install jaxppo[wandb])")  # fmt: skip
     run.add_argument("--deterministic-eval", action=argparse.BooleanOptionalAction,
@@ -103,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed-chunk", type=_int, metavar="M",
                      help="train seeds in sequential chunks of M (bounds memory; same results)")  # fmt: skip
     run.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
-                     help="do not use the on-disk compilation cache ($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
+                     help="do not use the on-disk compilation cache "
+                          "($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
     run.add_argument("--host-devices", type=_int, metavar="N",
                      help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
     hosts = p.add_argument_group("several processes or hosts (jax.distributed; run the same command on each)")
@@ -128,161 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ------------------------------------------------------------ settings
-def _read_config_file(path: str) -> dict:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {path} does not exist or is not a file; check the --config path")
-    try:
-        text = file.read_text()
-        if file.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        elif file.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
-    except ConfigError:
-        raise
-    except Exception as error:  # tomllib/yaml/OS errors all mean "unreadable"
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"config file {path} is unreadable or malformed: {first_line}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
-    known = set(CONFIG_FIELDS) | set(HPARAM_FIELDS) | set(RUN_KEYS) | {"env", "env_id", "env_kwargs"}
-    normalised = {}
-    for key, value in data.items():
-        name = str(key).replace("-", "_")
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            raise ConfigError(
-                f"config file {path}: unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-            )
-        normalised["env_id" if name == "env" else name] = value
-    return normalised
-
-
-def _parse_grid(entries, from_file: dict | None) -> dict:
-    grid = {}
-    for name, values in (from_file or {}).items():
-        values = values if isinstance(values, list) else [values]
-        try:  # YAML reads 1e-3 as a string
-            grid[str(name).replace("-", "_")] = [float(v) if isinstance(v, str) else v for v in values]
-        except ValueError:
-            raise ConfigError(f"grid {name} values must be numbers, got {values!r}") from None
-    for entry in entries or []:
-        if not isinstance(entry, str) or "=" not in entry:
-            raise ConfigError(f"--grid {entry!r} is malformed; write --grid name=v1,v2 (e.g. learning_rate=1e-4,3e-4)")
-        name, _, text = entry.partition("=")
-        name = name.strip().replace("-", "_")
-        if not text.strip():
-            raise ConfigError(f"--grid {name} has no values; write --grid {name}=v1,v2")
-        try:
-            grid[name] = [float(v) for v in text.split(",")]
-        except ValueError:
-            raise ConfigError(f"--grid {name} values must be numbers, got {text!r}") from None
-    for name, values in grid.items():
-        if name not in HPARAM_FIELDS:
-            close = difflib.get_close_matches(name, HPARAM_FIELDS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(HPARAM_FIELDS)}"
-            raise ConfigError(f"--grid field {name!r} is not a PPOHParams field; {hint}")
-        if not values:
-            raise ConfigError(f"--grid {name} has no values; give at least one")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ConfigError(f"--grid {name} values must be numbers, got {values!r}")
-    return grid
-
-
-def _parse_env_kwargs(entries, from_file) -> dict:
-    if from_file is not None and not isinstance(from_file, dict):
-        raise ConfigError(f"env_kwargs must be a table of name = value, got {from_file!r}")
-    kwargs = dict(from_file or {})
-    for entry in entries or []:
-        key, sep, text = entry.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env-kwarg {entry!r} is malformed; write --env-kwarg name=value")
-        try:
-            kwargs[key] = json.loads(text)
-        except ValueError:
-            kwargs[key] = text
-    return kwargs
-
-
-_KINDS = {
-    **{name: int for name in INT_FIELDS},
-    **{name: bool for name in BOOL_FIELDS},
-    **{name: float for name in ("target_kl", "obs_clip", "reward_clip", *HPARAM_FIELDS)},
-    **{name: str for name in ("env_id", "truncation", "activation")},
-    "hidden_sizes": tuple,
-    "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
-}  # fmt: skip
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               tuple: "a list of integers such as [64, 64]"}  # fmt: skip
-
-
-def _coerce(name: str, value):
-    """A setting from a flag or a file, as its field's type; a wrong type is a ConfigError."""
-    kind = _KINDS.get(name)
-    if value is None or kind is None:
-        return value
-    try:
-        if kind is bool or isinstance(value, bool):
-            if isinstance(value, bool) and kind is bool:
-                return value
-            raise TypeError
-        if kind is int:
-            number = float(value)  # accepts 5e5 and "1e5" as YAML leaves them
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if kind is float:
-            return float(value)
-        if kind is str:
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise TypeError
-        return tuple(_coerce("seeds", v) for v in value)  # hidden sizes: integers
-    except (TypeError, ValueError, ConfigError):
-        raise ConfigError(f"setting {name} must be {_KIND_NAMES[kind]}, got {value!r}") from None
-
-
-def settings_from_args(args: dict, base: dict | None = None):
-    """Merge (stored run or config file) < explicit flags into ``RunSettings``."""
-    from jaxppo.rundir import RunSettings
-
-    merged = {**(base or {}), **{k: v for k, v in args.items() if k != "config"}}
-    merged = {k: _coerce(k, v) for k, v in merged.items()}
-    config_values = {k: merged[k] for k in CONFIG_FIELDS if k in merged and k != "env_kwargs"}
-    config_values["env_kwargs"] = _parse_env_kwargs(merged.get("env_kwarg"), merged.get("env_kwargs"))
-    config = PPOConfig(**config_values)
-    hparams = {name: merged[name] for name in HPARAM_FIELDS if merged.get(name) is not None}
-    PPOHParams(**hparams).validate()
-    for name, low in (("seeds", 1), ("seed_chunk", 1), ("eval_episodes", 0)):
-        if merged.get(name) is not None and merged[name] < low:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{flag} must be {'a positive integer' if low else 'zero or positive'}, got {merged[name]}"
-            )
-    grid = merged.get("grid")
-    if grid is not None and not isinstance(grid, (list, dict)):
-        raise ConfigError(f"grid must be a table of name = [values] (or --grid name=v1,v2), got {grid!r}")
-    return RunSettings(
-        config=config,
-        hparams=hparams,
-        grid=_parse_grid(grid if isinstance(grid, list) else None, grid if isinstance(grid, dict) else None),
-        seeds=merged.get("seeds", 8),
-        seed=merged.get("seed", 0),
-        eval_episodes=merged.get("eval_episodes", 0),
-        deterministic_eval=merged.get("deterministic_eval", True),
-        seed_chunk=merged.get("seed_chunk"),
-    )
-
-
 CHUNKS_PER_RUN = 50  # progress and Ctrl-C granularity: about 2 % of the run per compiled call
 
 
@@ -296,28 +149,6 @@ def chunk_length(num_iterations: int, *periods: int | None) -> int:
     period = math.gcd(num_iterations, *(p for p in periods if p))
     divisors = [d for d in range(1, period + 1) if period % d == 0]
     return min(divisors, key=lambda d: (abs(num_iterations / d - CHUNKS_PER_RUN), -d))
-
-
-# ------------------------------------------------------------ output dir
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
-    from jaxppo.rundir import CONFIG_FILE
-
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            what = "holds a run" if (out / CONFIG_FILE).exists() else "is not empty"
-            raise ConfigError(f"--out {out} {what}; pass --resume {out} to continue it, --overwrite, or another --out")
-        if not (out / CONFIG_FILE).exists():
-            raise ConfigError(f"--out {out} is not empty and not a jaxppo run; refusing to --overwrite it")
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"--out {out} is not writable ({error.strerror}); choose another --out") from None
 
 
 # ------------------------------------------------------------ the run
@@ -350,8 +181,44 @@ def main(argv=None) -> int:
         return 130
 
 
+class _OutFlags(NamedTuple):
+    out: str | None
+    overwrite: bool
+    resume: str | None
+
+
+class _Target(NamedTuple):
+    """The run to train: its settings and directory, and whether it continues from a checkpoint."""
+
+    settings: RunSettings
+    run_dir: Path
+    resume: bool
+    overwrite: bool
+
+
+class _Start(NamedTuple):
+    trainer: Any
+    states: Any  # TrainState [G, S] of this process's seeds from the checkpoint; None for a new run
+    metrics: dict | None
+
+
 def _main(argv) -> int:
     args = vars(build_parser().parse_args(argv))
+    _start_jax(args)
+    flags = _OutFlags(args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None))
+    options = _run_options(args)
+    file_settings = read_config_file(args["config"]) if "config" in args else {}
+    given = {**file_settings, **args}
+    target = _resumed_run(flags, given) if flags.resume else _new_run(flags, given)
+    start = _prepare(target, options)
+    from jaxppo.driver import train_run
+
+    return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
+
+
+def _start_jax(args: dict) -> None:
+    """Host devices, the Threefry lowering, the process group and the compilation cache: all of
+    them before anything starts jax's backends."""
     host_devices = args.pop("host_devices", None)
     if host_devices is not None and host_devices <= 0:
         raise ConfigError(f"--host-devices must be a positive integer, got {host_devices}")
@@ -364,9 +231,9 @@ def _main(argv) -> int:
     )
     if args.pop("compile_cache", True):
         enable_compile_cache()
-    out_arg, overwrite, resume = args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None)
-    from jaxppo.driver import RunOptions
 
+
+def _run_options(args: dict) -> RunOptions:
     options = RunOptions(
         checkpoint_every=args.pop("checkpoint_every", None),
         eval_every=args.pop("eval_every", None),
@@ -381,57 +248,69 @@ def _main(argv) -> int:
         _require("tensorboardX", "--tensorboard", "tensorboard")
     if options.wandb:
         _require("wandb", "--wandb", "wandb")
-    file_settings = _read_config_file(args["config"]) if "config" in args else {}
+    return options
 
+
+def _resumed_run(flags: _OutFlags, given: dict) -> _Target:
+    """The run in ``--resume DIR``, whose stored settings the flags may repeat but not change."""
     import jax
 
-    from jaxppo import parallel, rundir
+    from jaxppo import rundir
 
-    if resume:
-        run_dir = Path(resume)
-        stored = rundir.read_settings(run_dir)
-        processes = rundir.stored_process_count(run_dir)
-        if processes != jax.process_count():
-            raise ConfigError(f"--resume {resume} was trained by {processes} process(es), this is {jax.process_count()}; "
-                              f"resume it with --num-processes {processes} (one per part)")  # fmt: skip
-        if out_arg and Path(out_arg).resolve() != run_dir.resolve():
-            raise ConfigError(f"--out {out_arg} differs from --resume {resume}; a resumed run continues in place")
-        settings = settings_from_args({**file_settings, **args}, base=_settings_as_args(stored))
-        differences = stored.differences(settings)
-        if differences:
-            raise ConfigError(f"--resume {resume} with different settings: {'; '.join(differences)}")
-    else:
-        settings = settings_from_args({**file_settings, **args})
-        env_name = settings.config.env_id.replace("/", "_")
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        run_dir = Path(out_arg) if out_arg else Path("runs") / f"{env_name}__{stamp}"
+    run_dir = Path(flags.resume)
+    stored = rundir.read_settings(run_dir)
+    processes = rundir.stored_process_count(run_dir)
+    if processes != jax.process_count():
+        raise ConfigError(f"--resume {flags.resume} was trained by {processes} process(es), this is "
+                          f"{jax.process_count()}; resume it with --num-processes {processes} "
+                          f"(one per part)")  # fmt: skip
+    if flags.out and Path(flags.out).resolve() != run_dir.resolve():
+        raise ConfigError(f"--out {flags.out} differs from --resume {flags.resume}; a resumed run continues in place")
+    settings = settings_from_args(given, base=settings_as_args(stored))
+    differences = stored.differences(settings)
+    if differences:
+        raise ConfigError(f"--resume {flags.resume} with different settings: {'; '.join(differences)}")
+    return _Target(settings, run_dir, resume=True, overwrite=False)
 
+
+def _new_run(flags: _OutFlags, given: dict) -> _Target:
+    settings = settings_from_args(given)
+    env_name = settings.config.env_id.replace("/", "_")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = Path(flags.out) if flags.out else Path("runs") / f"{env_name}__{stamp}"
+    return _Target(settings, run_dir, resume=False, overwrite=flags.overwrite)
+
+
+def _prepare(target: _Target, options: RunOptions) -> _Start:
+    """The trainer (validating env and config before anything is written), and the checkpoint to
+    continue from or the new run's directory with its config.json."""
+    import jax
+
+    from jaxppo import loading, parallel, rundir
     from jaxppo.train import make_trainer
 
+    settings, run_dir = target.settings, target.run_dir
     if options.eval_every and not settings.eval_episodes:
         raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
     trainer = make_trainer(settings.config)  # validates env and config before anything is written
     settings.grid_hparams()  # validates the grid
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
-    if resume:
-        _, states, metrics = rundir.restore_checkpoint(
+    if target.resume:
+        checkpoint = rundir.restore_checkpoint(
             rundir.part_dir(run_dir),
-            rundir.abstract_states(trainer, settings, seed_range),
-            rundir.metric_names(trainer, settings),
+            loading.abstract_states(trainer, settings, seed_range),
+            loading.metric_names(trainer, settings),
         )
-    else:
-        # Process 0 prepares the run directory; the others then add their process<K>/ parts.
-        if jax.process_index() == 0:
-            prepare_out_dir(run_dir, overwrite)
-            rundir.write_config(run_dir, settings, trainer)
-        parallel.barrier("run-dir-ready", timeout_s=600)  # process 0 only checks and writes config.json
-        if jax.process_count() > 1:
-            prepare_out_dir(rundir.part_dir(run_dir), overwrite)
-            rundir.write_config(rundir.part_dir(run_dir), settings, trainer, seed_range)
-        states = metrics = None
-    from jaxppo.driver import train_run
-
-    return train_run(trainer, settings, run_dir, states, metrics, options)
+        return _Start(trainer, checkpoint.states, checkpoint.metrics)
+    # Process 0 prepares the run directory; the others then add their process<K>/ parts.
+    if jax.process_index() == 0:
+        rundir.prepare_out_dir(run_dir, target.overwrite)
+        rundir.write_config(run_dir, settings, trainer)
+    parallel.barrier("run-dir-ready", timeout_s=600)  # process 0 only checks and writes config.json
+    if jax.process_count() > 1:
+        rundir.prepare_out_dir(rundir.part_dir(run_dir), target.overwrite)
+        rundir.write_config(rundir.part_dir(run_dir), settings, trainer, seed_range)
+    return _Start(trainer, None, None)
 
 
 def _join_processes(address: str | None, count: int | None, index: int | None) -> None:
@@ -458,13 +337,6 @@ def _join_processes(address: str | None, count: int | None, index: int | None) -
             f"could not join the {count} processes at {address} ({first}); start every process "
             f"with the same --coordinator-address, reachable from all of them"
         ) from None
-
-
-def _settings_as_args(settings) -> dict:
-    data = settings.to_json()
-    return {**data["config"], **data["hparams"], "grid": data["grid"], "seeds": data["seeds"], "seed": data["seed"],
-            "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"],
-            "seed_chunk": data["seed_chunk"]}  # fmt: skip
 
 
 def cli() -> None:

@@ -1,15 +1,18 @@
-"""Run directories: resolved settings, metrics, summaries and orbax checkpoints.
+"""Run directories: the files of a run and its checkpoints, and nothing that trains.
 
 Every file is written atomically (temporary file, then rename), so a crash mid-write leaves
-the previous version intact; checkpoints use orbax's own atomic finalisation.
+the previous version intact; checkpoints use orbax's own atomic finalisation (one process) or
+``checkpoints/<iteration>.npz`` files (each process of a multi-process run, its own seeds).
 
 Layout of a run directory::
 
     config.json            settings, grid, seeds, versions, device
     metrics.csv            one row per (grid point, seed, iteration)
+    eval.csv               periodic evaluations (--eval-every)
     summary.json           per grid point: final-return statistics across seeds, timings
     learning_curves.png    return against env steps, mean and 95 % CI per grid point
     checkpoints/<iter>/    orbax checkpoint of every seed's full TrainState (+ metrics so far)
+    process<K>/            one process's part of a multi-process run (the same files, its seeds)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import ConfigError, PPOConfig, PPOHParams, hparam_grid
-from jaxppo.train import Trainer, make_trainer
+from jaxppo.config import ConfigError, PPOHParams
+from jaxppo.settings import RunSettings
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE = (
     "config.json",
@@ -45,73 +49,27 @@ HPARAM_NAMES = [f.name for f in dataclasses.fields(PPOHParams)]
 HPARAM_COLUMNS = [f"hp_{name}" for name in HPARAM_NAMES]
 
 
-# ----------------------------------------------------------------- settings
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """Everything that decides a run's numbers; resume refuses any difference in these."""
-
-    config: PPOConfig
-    hparams: dict  # base hyperparameters given explicitly (None = env default)
-    grid: dict  # name -> list of values
-    seeds: int
-    seed: int
-    eval_episodes: int = 0
-    deterministic_eval: bool = True
-    seed_chunk: int | None = None  # seeds per lax.map chunk (bounds memory); part of the numerics' layout
-
-    def to_json(self) -> dict:
-        config = dataclasses.asdict(self.config)
-        config["env_kwargs"] = dict(self.config.env_kwargs)
-        config["hidden_sizes"] = list(self.config.hidden_sizes)
-        return {
-            "config": config,
-            "hparams": self.hparams,
-            "grid": self.grid,
-            "seeds": self.seeds,
-            "seed": self.seed,
-            "eval_episodes": self.eval_episodes,
-            "deterministic_eval": self.deterministic_eval,
-            "seed_chunk": self.seed_chunk,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> RunSettings:
-        config = dict(data["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
-        return cls(
-            config=PPOConfig(**config),
-            hparams=dict(data["hparams"]),
-            grid={k: list(v) for k, v in data["grid"].items()},
-            seeds=int(data["seeds"]),
-            seed=int(data["seed"]),
-            eval_episodes=int(data.get("eval_episodes", 0)),
-            deterministic_eval=bool(data.get("deterministic_eval", True)),
-            seed_chunk=data.get("seed_chunk"),
-        )
-
-    def differences(self, other: RunSettings) -> list[str]:
-        mine, theirs = _flatten(self.to_json()), _flatten(other.to_json())
-        return [
-            f"{key}: {mine.get(key)!r} in the run, {theirs.get(key)!r} now"
-            for key in sorted(set(mine) | set(theirs))
-            if mine.get(key) != theirs.get(key)
-        ]
-
-    def grid_hparams(self) -> tuple[PPOHParams, list[dict]]:
-        return hparam_grid(PPOHParams(**self.hparams), **self.grid)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key != "env_kwargs":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 # ------------------------------------------------------------------- files
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Make ``out`` an empty, writable directory for a new run; never replace what is not a run."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            what = "holds a run" if (out / CONFIG_FILE).exists() else "is not empty"
+            raise ConfigError(f"--out {out} {what}; pass --resume {out} to continue it, --overwrite, or another --out")
+        if not (out / CONFIG_FILE).exists():
+            raise ConfigError(f"--out {out} is not empty and not a jaxppo run; refusing to --overwrite it")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"--out {out} is not writable ({error.strerror}); choose another --out") from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -166,8 +124,10 @@ def environment_info() -> dict:
     }
 
 
-def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer, seed_range: range | None = None) -> None:
-    """``seed_range``: the seeds this directory holds, when it is one process's part of a run."""
+def write_config(run_dir: Path, settings: RunSettings, resolved, seed_range: range | None = None) -> None:
+    """config.json: the settings, and as ``resolved`` (the run's ``Trainer``) resolved them.
+
+    ``seed_range``: the seeds this directory holds, when it is one process's part of a run."""
     grid, points = settings.grid_hparams()
     seed_range = range(settings.seeds) if seed_range is None else seed_range
     data = {
@@ -181,6 +141,16 @@ def write_config(run_dir: Path, settings: RunSettings, resolved: Trainer, seed_r
         "environment": environment_info(),
     }
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_settings(run_dir: Path) -> RunSettings:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a jaxppo run directory (no {CONFIG_FILE}); pass the --out of a run")
+    try:
+        return RunSettings.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{path} is malformed ({error}); it was not written by this jaxppo version") from None
 
 
 def stored_process_count(run_dir: Path) -> int:
@@ -199,7 +169,8 @@ def part_dir(run_dir: Path) -> Path:
     return Path(run_dir) if jax.process_count() == 1 else process_dir(run_dir, jax.process_index())
 
 
-def resolved_points(trainer: Trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
+def resolved_points(trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
+    """Each grid point's hyperparameters as ``trainer`` resolves them for its env (the rows of the files)."""
     resolved = grid.resolve(trainer.spec.action_kind)
     out = []
     for g in range(len(points)):
@@ -313,8 +284,14 @@ def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> Non
         manager.close()
 
 
-def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
-    """Latest complete checkpoint as ``(iteration, states, metrics)``; ``ConfigError`` if none."""
+class Checkpoint(NamedTuple):
+    iteration: int
+    states: Any  # TrainState with leading axes [G, S]
+    metrics: dict  # name -> [G, S, iteration]
+
+
+def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]) -> Checkpoint:
+    """The latest complete checkpoint; ``ConfigError`` if none."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints/ to resume from; start a new run instead of --resume")
@@ -340,7 +317,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]):
         restored["states"],
         abstract_states,
     )
-    return step, states, restored["metrics"]
+    return Checkpoint(step, states, restored["metrics"])
 
 
 def _restore_orbax(run_dir: Path, directory: Path, target):
@@ -370,121 +347,3 @@ def _restore_orbax(run_dir: Path, directory: Path, target):
 _METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged")}
 
 
-# ---------------------------------------------------------------- loading
-class LoadedRun(NamedTuple):
-    run_dir: Path
-    settings: RunSettings
-    trainer: Trainer
-    states: Any  # TrainState with leading axes [G, S]
-    metrics: dict
-    iteration: int
-    grid_points: list[dict]
-
-    @property
-    def num_grid_points(self) -> int:
-        return len(self.grid_points)
-
-    @property
-    def num_seeds(self) -> int:
-        return self.settings.seeds
-
-
-def read_settings(run_dir: Path) -> RunSettings:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a jaxppo run directory (no {CONFIG_FILE}); pass the --out of a run")
-    try:
-        return RunSettings.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{path} is malformed ({error}); it was not written by this jaxppo version") from None
-
-
-def abstract_states(trainer: Trainer, settings: RunSettings, seed_range: range | None = None):
-    grid, points = settings.grid_hparams()
-    keys = run_keys(settings, seed_range)
-    return jax.eval_shape(batched_init(trainer, len(points)), keys, grid)
-
-
-def run_keys(settings: RunSettings, seed_range: range | None = None) -> jax.Array:
-    """Seed ``s`` gets the same key at every grid point (common random numbers), and the same
-    key whichever process trains it (``seed_range``: those seeds only)."""
-    keys = jax.random.split(jax.random.key(settings.seed), settings.seeds)
-    return keys if seed_range is None else keys[seed_range.start : seed_range.stop]
-
-
-def batched_init(trainer: Trainer, grid_size: int, sequential: bool = False):
-    """``(keys [S], grid [G]) -> TrainState [G, S]`` (a grid of defaults has no leaves: pass its size).
-
-    ``sequential`` initialises one agent after another (``lax.map``): the same states, and on
-    CPU, where agents run one after another anyway, it compiles in about half the time of the
-    vmapped init (3.5 s against 7 s at 8 seeds), for no measurable run time.
-    """
-    vmapped = jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0), axis_size=grid_size)
-    if not sequential:
-        return vmapped
-
-    def init(keys, grid):
-        seeds = keys.shape[0]
-
-        def one_agent(index):
-            point = jax.tree.map(lambda leaf: leaf[index // seeds], grid)
-            return trainer.init(keys[index % seeds], point)
-
-        states = jax.lax.map(one_agent, jnp.arange(grid_size * seeds))
-        return jax.tree.map(lambda leaf: leaf.reshape((grid_size, seeds) + leaf.shape[1:]), states)
-
-    return init
-
-
-def load_run(run_dir) -> LoadedRun:
-    """A run's settings, latest states ``[G, S]`` and metrics; the parts of a multi-process run
-    are put back together (seed blocks in process order)."""
-    run_dir = Path(run_dir)
-    settings = read_settings(run_dir)
-    trainer = make_trainer(settings.config)
-    names = metric_names(trainer, settings)
-    processes = stored_process_count(run_dir)
-    if processes == 1:
-        iteration, states, metrics = restore_checkpoint(run_dir, abstract_states(trainer, settings), names)
-    else:
-        from jaxppo.parallel import process_seed_range
-
-        parts = [
-            restore_checkpoint(
-                process_dir(run_dir, k),
-                abstract_states(trainer, settings, process_seed_range(settings.seeds, k, processes)),
-                names,
-            )
-            for k in range(processes)
-        ]
-        iteration = min(p[0] for p in parts)
-        if any(p[0] != iteration for p in parts):
-            raise ConfigError(f"the parts of {run_dir} stopped at different iterations; resume the run to finish them")
-        states = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *(p[1] for p in parts))
-        metrics = {k: np.concatenate([np.asarray(p[2][k]) for p in parts], axis=1) for k in names}
-    _, points = settings.grid_hparams()
-    return LoadedRun(run_dir, settings, trainer, states, metrics, iteration, points)
-
-
-def metric_names(trainer: Trainer, settings: RunSettings) -> list[str]:
-    hparams = PPOHParams(**settings.hparams)
-    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
-    return list(jax.eval_shape(trainer.step, state, hparams)[1])
-
-
-def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool = True):
-    """A jitted ``act(obs, key) -> action`` for one trained agent of a run directory.
-
-    ``obs`` is one raw observation or a batch of them; observation normalisation (if the
-    run used it) is applied with the agent's final statistics.
-    """
-    from jaxppo.evaluation import make_act
-
-    run = load_run(run_dir)
-    if not 0 <= seed < run.num_seeds:
-        raise ConfigError(f"seed {seed} is out of range; the run has seeds 0..{run.num_seeds - 1}")
-    if not 0 <= grid_point < run.num_grid_points:
-        raise ConfigError(f"grid_point {grid_point} is out of range; the run has 0..{run.num_grid_points - 1}")
-    agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
-    act = make_act(run.trainer, deterministic)
-    return jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))

@@ -1,0 +1,108 @@
+"""Trained agents back from a run directory: ``load_run`` (settings, states, metrics) and
+``load_policy`` (one agent's jitted ``act``); also the shapes a checkpoint restores into.
+
+The library side of run directories: ``jaxppo.load_run`` and ``jaxppo.load_policy`` are these,
+``python -m jaxppo.evaluate`` and ``--resume`` read runs through them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxppo import rundir
+from jaxppo.config import ConfigError, PPOHParams
+from jaxppo.evaluation import make_act
+from jaxppo.parallel import batched_init, process_seed_range
+from jaxppo.settings import RunSettings, run_keys
+from jaxppo.train import make_trainer
+
+if TYPE_CHECKING:
+    from jaxppo.train import Trainer
+
+
+class LoadedRun(NamedTuple):
+    run_dir: Path
+    settings: RunSettings
+    trainer: Trainer
+    states: Any  # TrainState with leading axes [G, S]
+    metrics: dict
+    iteration: int
+    grid_points: list[dict]
+
+    @property
+    def num_grid_points(self) -> int:
+        return len(self.grid_points)
+
+    @property
+    def num_seeds(self) -> int:
+        return self.settings.seeds
+
+
+def abstract_states(trainer: Trainer, settings: RunSettings, seed_range: range | None = None):
+    """Shapes and dtypes of the run's ``TrainState [G, S]`` (those seeds only, with ``seed_range``)."""
+    grid, points = settings.grid_hparams()
+    keys = run_keys(settings, seed_range)
+    return jax.eval_shape(batched_init(trainer, len(points)), keys, grid)
+
+
+def metric_names(trainer: Trainer, settings: RunSettings) -> list[str]:
+    """The names of the metrics one training iteration records."""
+    hparams = PPOHParams(**settings.hparams)
+    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
+    return list(jax.eval_shape(trainer.step, state, hparams)[1])
+
+
+def load_run(run_dir) -> LoadedRun:
+    """A run's settings, latest states ``[G, S]`` and metrics; the parts of a multi-process run
+    are put back together (seed blocks in process order)."""
+    run_dir = Path(run_dir)
+    settings = rundir.read_settings(run_dir)
+    trainer = make_trainer(settings.config)
+    names = metric_names(trainer, settings)
+    processes = rundir.stored_process_count(run_dir)
+    if processes == 1:
+        checkpoint = rundir.restore_checkpoint(run_dir, abstract_states(trainer, settings), names)
+    else:
+        checkpoint = _joined_parts(run_dir, trainer, settings, names, processes)
+    _, points = settings.grid_hparams()
+    return LoadedRun(run_dir, settings, trainer, checkpoint.states, checkpoint.metrics, checkpoint.iteration, points)
+
+
+def _joined_parts(run_dir: Path, trainer: Trainer, settings: RunSettings, names: list[str], processes: int):
+    parts = [
+        rundir.restore_checkpoint(
+            rundir.process_dir(run_dir, k),
+            abstract_states(trainer, settings, process_seed_range(settings.seeds, k, processes)),
+            names,
+        )
+        for k in range(processes)
+    ]
+    iteration = min(p.iteration for p in parts)
+    if any(p.iteration != iteration for p in parts):
+        raise ConfigError(f"the parts of {run_dir} stopped at different iterations; resume the run to finish them")
+    return rundir.Checkpoint(
+        iteration=iteration,
+        states=jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *(p.states for p in parts)),
+        metrics={k: np.concatenate([np.asarray(p.metrics[k]) for p in parts], axis=1) for k in names},
+    )
+
+
+def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool = True):
+    """A jitted ``act(obs, key) -> action`` for one trained agent of a run directory.
+
+    ``obs`` is one raw observation or a batch of them; observation normalisation (if the
+    run used it) is applied with the agent's final statistics.
+    """
+    run = load_run(run_dir)
+    if not 0 <= seed < run.num_seeds:
+        raise ConfigError(f"seed {seed} is out of range; the run has seeds 0..{run.num_seeds - 1}")
+    if not 0 <= grid_point < run.num_grid_points:
+        raise ConfigError(f"grid_point {grid_point} is out of range; the run has 0..{run.num_grid_points - 1}")
+    agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
+    act = make_act(run.trainer, deterministic)
+    return jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))
