@@ -94,7 +94,7 @@ def test_a_second_signal_aborts_at_once_and_keeps_the_latest_checkpoint(tmp_path
 
 ABORT_WHILE_A_WORKER_WAITS = """
 import os, signal, threading, time
-from jaxppo.driver import Stopper
+from jaxppo.loop import Stopper
 
 threading.Thread(target=threading.Event().wait).start()  # a non-daemon worker, as in orbax's save
 with Stopper():
@@ -118,7 +118,7 @@ def test_a_second_signal_exits_130_even_while_a_worker_thread_waits():
 
 SIGNAL_AFTER_THE_STOPPED_LOOP = """
 import os, signal, time
-from jaxppo.driver import Stopper
+from jaxppo.loop import Stopper
 
 with Stopper():
     os.kill(os.getpid(), signal.SIGINT)  # stop requested: the loop saves and returns

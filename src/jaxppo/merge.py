@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxppo.merge", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     args = parser.parse_args(argv)
-    from jaxppo.driver import merge_parts
+    from jaxppo.outputs import merge_parts
 
     try:
         return merge_parts(args.run_dir)

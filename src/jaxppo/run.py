@@ -6,7 +6,7 @@ Bad input gets a one-line error and exit status 2; Ctrl-C (or SIGTERM) finishes 
 current chunk, saves a checkpoint and the logs so far, and exits 130 (143).
 
 The top layer: flags to ``RunSettings`` (``jaxppo.settings``), jax's devices and processes,
-the run directory to start or resume (``jaxppo.rundir``), then ``jaxppo.driver.train_run``.
+the run directory to start or resume (``jaxppo.rundir``), then ``jaxppo.loop.train_run``.
 Everything that imports jax's backends is imported only after ``use_host_devices``.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import math
 import os
 import sys
 from datetime import datetime, timezone
@@ -136,21 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-CHUNKS_PER_RUN = 50  # progress and Ctrl-C granularity: about 2 % of the run per compiled call
-
-
-def chunk_length(num_iterations: int, *periods: int | None) -> int:
-    """Iterations per compiled call: divides the run (one compilation) and every period given
-    (checkpoints, evaluations).
-
-    Among those divisors, the one closest to ``num_iterations / 50`` (a prime count of
-    iterations runs one per call, which costs about a millisecond each).
-    """
-    period = math.gcd(num_iterations, *(p for p in periods if p))
-    divisors = [d for d in range(1, period + 1) if period % d == 0]
-    return min(divisors, key=lambda d: (abs(num_iterations / d - CHUNKS_PER_RUN), -d))
-
-
 # ------------------------------------------------------------ the run
 def _require(module: str, flag: str, extra: str) -> None:
     import importlib.util
@@ -211,7 +195,7 @@ def _main(argv) -> int:
     given = {**file_settings, **args}
     target = _resumed_run(flags, given) if flags.resume else _new_run(flags, given)
     start = _prepare(target, options)
-    from jaxppo.driver import train_run
+    from jaxppo.loop import train_run
 
     return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
 

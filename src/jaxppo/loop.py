@@ -1,0 +1,378 @@
+"""The host loop: a run's compiled program driven from Python, one chunk of iterations at a time.
+
+All grid points x seeds advance together: ``scan`` over iterations of the doubly vmapped
+``Trainer.step`` (equal to vmapping the scanned ``train``), seeds sharded over the local
+devices. Between chunks the host advances the progress bar, writes the loggers, evaluates and
+saves checkpoints when due, and reacts to signals (``Stopper``); a chunked run equals an
+unchunked one. At the end it hands the results to ``jaxppo.outputs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxppo import parallel, rundir
+from jaxppo.loggers import Evaluator, TensorBoard, Wandb
+from jaxppo.outputs import Part, merge_parts, write_metrics, write_outputs
+from jaxppo.settings import RunOptions, RunSettings, run_keys
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Stopper:
+    """First SIGINT/SIGTERM: stop after the current chunk. Second: abort at once."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in EXIT_CODES:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            self._abort(signum, frame)
+        self.signal = signum
+        print(
+            f"\n{signal.Signals(signum).name}: finishing the current chunk, then saving a checkpoint "
+            "(send it again to abort at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    @staticmethod
+    def _abort(signum, frame):
+        # Exit here, not by raising: an exception raised in whatever the main thread is doing
+        # (orbax's save waits on worker threads, tensorstore runs C++, jax's atexit clean-up) can
+        # leave a non-daemon thread that the interpreter then waits for forever, abort the process,
+        # or print a traceback. Every file is written atomically: the latest complete checkpoint is
+        # intact.
+        print(f"\n{signal.Signals(signum).name} again: aborting now; the latest complete checkpoint is intact",
+              file=sys.stderr)  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODES[signum])
+
+    def __exit__(self, *exc):
+        # Once stopping, the process is on its way out (jax's and orbax's exit hooks still run): a
+        # further signal keeps meaning "abort at once" until it has gone.
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if self.signal is None else self._abort)
+
+
+class Progress:
+    """tqdm bar over env steps of all agents, advanced after every chunk of iterations.
+
+    Chunks are short (about 2 % of the run), so the bar moves during training without a host
+    callback inside the compiled loop, which keeps the executable cacheable on disk.
+    """
+
+    def __init__(self, total_steps: int, agents: int, enabled: bool, start_steps: int = 0):
+        self.agents = agents
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps * agents, initial=start_steps * agents, unit="step",
+                            unit_scale=True, dynamic_ncols=True, file=sys.stderr, desc="training")  # fmt: skip
+
+    def update(self, env_steps: int, returns: np.ndarray) -> None:
+        if self.bar is None:
+            return
+        returns = np.asarray(returns, np.float64)
+        if np.isfinite(returns).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                text = f"return mean {np.nanmean(returns):.1f} min {np.nanmin(returns):.1f}"
+            self.bar.set_postfix_str(text, refresh=False)
+        self.bar.update(env_steps * self.agents - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+CHUNKS_PER_RUN = 50  # progress and Ctrl-C granularity: about 2 % of the run per compiled call
+
+
+def chunk_length(num_iterations: int, *periods: int | None) -> int:
+    """Iterations per compiled call: divides the run (one compilation) and every period given
+    (checkpoints, evaluations).
+
+    Among those divisors, the one closest to ``num_iterations / 50`` (a prime count of
+    iterations runs one per call, which costs about a millisecond each).
+    """
+    period = math.gcd(num_iterations, *(p for p in periods if p))
+    divisors = [d for d in range(1, period + 1) if period % d == 0]
+    return min(divisors, key=lambda d: (abs(num_iterations / d - CHUNKS_PER_RUN), -d))
+
+
+@contextlib.contextmanager
+def garbage_collection_paused():
+    """Python's cyclic garbage collector off inside the block, as it was after it.
+
+    Tracing a training program allocates millions of short-lived objects, which trigger
+    collections that walk everything alive (jax, flax, gymnax...): about 0.25 s of the CLI's
+    start-up for CartPole. Cycles made meanwhile are collected after the block.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def preload_output_modules():
+    """Import the checkpoint and plotting libraries in a background thread while training runs.
+
+    The main thread only waits for the devices then, and these imports (about 1 s) would
+    otherwise delay the first checkpoint and the plot at the end. The main thread calls the
+    returned function (it waits for the imports) before it saves or plots, so no module is ever
+    imported by both threads at once.
+    """
+
+    def load():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+        import orbax.checkpoint  # noqa: F401
+
+    return in_background(load)
+
+
+def in_background(fn):
+    """Start ``fn()`` in a thread; the returned function waits for its result (or raises its error)."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = fn()
+        except BaseException as error:  # handed to the caller, which raises it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="jaxppo-background", daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return result
+
+
+# ------------------------------------------------------------ the run
+def train_run(trainer, settings: RunSettings, run_dir: Path, states, metrics, options: RunOptions) -> int:
+    """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming.
+
+    With several processes (``jax.distributed``), this process trains its block of seeds
+    (``parallel.process_seed_range``) and writes its files into ``rundir.part_dir``; process 0
+    then merges every part into the run directory (``merge_parts``). Returns the exit status.
+    """
+    loop = HostLoop(trainer, settings, run_dir, options, metrics)
+    loop.announce()
+    # A signal while compiling stops after the first chunk; a second one, until this process has
+    # said how it ended, aborts at once.
+    with Stopper() as stopper:
+        states = loop.compile(states)
+        trained = loop.train(states, stopper)
+        stopped_code = loop.stopped_code()
+        if stopped_code is not None:
+            return stopped_code
+    return loop.finish(trained)
+
+
+class Trained(NamedTuple):
+    states: Any  # TrainState [G, S] of this process's seeds, on the host
+    metrics: dict  # name -> [G, S, iterations done]
+
+
+class HostLoop:
+    """One process's training of its block of seeds, and what it writes between chunks."""
+
+    def __init__(self, trainer, settings: RunSettings, run_dir: Path, options: RunOptions, metrics: dict | None):
+        self.trainer, self.settings, self.run_dir, self.options = trainer, settings, run_dir, options
+        self.grid, points = settings.grid_hparams()
+        self.seed_range = parallel.process_seed_range(settings.seeds)
+        self.out_dir = rundir.part_dir(run_dir)
+        self.grid_size, self.seeds = len(points), len(self.seed_range)
+        self.config = trainer.config
+        self.total = self.config.num_iterations
+        self.done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
+        self.chunk = chunk_length(self.total, options.checkpoint_every, options.eval_every)
+        self.evaluator = Evaluator(trainer, settings, self.out_dir, self.done, self.seed_range.start)
+        self.loggers = [TensorBoard(self.out_dir, settings, self.done, self.seed_range)] if options.tensorboard else []
+        if options.wandb:
+            self.loggers.append(Wandb(self.out_dir, settings, trainer, self.seed_range))
+        self.history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
+        # Seeds are sharded over the local devices (one per CPU core by default) and padded to fill
+        # them; each device runs its own seeds, with no communication, in seed_chunk pieces if asked.
+        self.mesh = parallel.seed_mesh()
+        self.padded, per_chunk = parallel.padded_seed_count(self.seeds, self.mesh.size, settings.seed_chunk)
+        self.step = jax.vmap(parallel.seed_chunked(trainer.step, self.padded // per_chunk), axis_size=self.grid_size)
+        self.programs = {}  # chunk length -> compiled program
+        self.states_like = None  # what the chunk programs are compiled for
+        self.compile_seconds = self.run_seconds = 0.0
+        self.stopped = None  # the signal that stopped this process's training
+
+    def announce(self) -> None:
+        start, stop = self.seed_range.start, self.seed_range.stop
+        process = f" (process {jax.process_index()} of {jax.process_count()}: seeds {start}..{stop - 1})"
+        _say(f"jaxppo: {self.settings.config.env_id}, {self.grid_size} grid point(s) x {self.seeds} seed(s) on "
+             f"{self.mesh.size} device(s), {self.total} iterations of {self.config.batch_size} steps"
+             f"{process if jax.process_count() > 1 else ''}; writing {self.out_dir}",
+             self.options.show_progress)  # fmt: skip
+
+    def compile(self, states):
+        """Compile (or load from the disk cache) the programs; the states to start from, on the devices."""
+        t0 = time.perf_counter()
+        with garbage_collection_paused():  # tracing, not training
+            if states is None:
+                # Each device initialises its own seeds: moving states made on one device to all of
+                # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
+                keys = parallel.pad_seeds(run_keys(self.settings, self.seed_range), 0, self.padded)
+                keys = jax.device_put(keys, NamedSharding(self.mesh, P(parallel.SEED_AXIS)))
+                sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
+                init = parallel.batched_init(self.trainer, self.grid_size, sequential)
+                init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, None), 1)).lower(keys, self.grid)
+                # XLA compiles (or loads) the init program while this thread traces the chunk program
+                # from the init's output shapes: about 1.5 s less start-up on 2 cores.
+                init_compiled = in_background(init.compile)
+                self.states_like = init.out_info
+            else:
+                states = parallel.pad_seeds(states, 1, self.padded)
+                states = jax.device_put(states, NamedSharding(self.mesh, P(None, parallel.SEED_AXIS)))
+                self.states_like = states
+            self.program(min(self.chunk, self.total - self.done) if self.done < self.total else self.chunk)
+            if states is None:
+                states = init_compiled()(keys, self.grid)
+        self.compile_seconds = time.perf_counter() - t0
+        _say(f"compiled in {self.compile_seconds:.1f} s", self.options.show_progress)  # near 0 from the disk cache
+        return states
+
+    def program(self, length: int):
+        """The compiled ``(states, grid) -> (states, metrics [G, S, length])`` of ``length`` iterations."""
+        if length not in self.programs:
+            run_chunk = lambda st, hp: self._run_chunk(st, hp, length)
+            sharded = parallel.shard_seeds(run_chunk, self.mesh, (1, None), 1)
+            self.programs[length] = jax.jit(sharded).lower(self.states_like, self.grid).compile()
+        return self.programs[length]
+
+    def _run_chunk(self, states, grid, length: int):
+        states, m = jax.lax.scan(lambda st, _: self.step(st, grid), states, None, length=length)
+        return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
+
+    def train(self, states, stopper: Stopper) -> Trained:
+        """Run chunks to the end of the run, or to the chunk in which a signal came."""
+        progress = Progress(self.config.env_steps, self.grid_size * self.seeds, self.options.show_progress,
+                            self.done * self.config.batch_size)  # fmt: skip
+        preloaded = preload_output_modules()
+        while self.done < self.total:
+            length = min(self.chunk - self.done % self.chunk, self.total - self.done)
+            t1 = time.perf_counter()
+            states, chunk_metrics = self.program(length)(states, self.grid)
+            self.history.append(parallel.host_slice(chunk_metrics, self.seeds, axis=1))
+            self.run_seconds += time.perf_counter() - t1
+            self.done += length
+            self._after_chunk(states, progress, stopper, preloaded)
+            if stopper.signal and self.done < self.total:
+                self.stopped = stopper.signal
+                break
+        states = parallel.host_slice(states, self.seeds, axis=1)
+        progress.close()
+        preloaded()
+        return Trained(states, _concat(self.history))
+
+    def _after_chunk(self, states, progress: Progress, stopper: Stopper, preloaded) -> None:
+        """The progress bar and loggers; the evaluation and checkpoint when due."""
+        done, batch_size, latest, options = self.done, self.config.batch_size, self.history[-1], self.options
+        progress.update(done * batch_size, latest["episode_return_last100"][..., -1])
+        for logger in self.loggers:
+            logger.write(latest)
+        if options.eval_every and done % options.eval_every == 0:
+            self.evaluator.record(parallel.host_slice(states, self.seeds, axis=1), done, done * batch_size)
+        if options.checkpoint_every and done % options.checkpoint_every == 0 or done == self.total or stopper.signal:
+            metrics = _concat(self.history)
+            self.history = [metrics]
+            preloaded()  # never import orbax in two threads at once
+            rundir.save_checkpoint(self.out_dir, done, parallel.host_slice(states, self.seeds, axis=1), metrics)
+            write_metrics(self.out_dir, self.trainer, self.settings, metrics, self.seed_range.start)
+
+    def stopped_code(self) -> int | None:
+        """The exit status when this process or another was stopped (it says so), else ``None``.
+
+        Every process says how its training ended before any waits for the others' parts: a process
+        that was stopped must not leave the others waiting for a part it will never write.
+        """
+        mine = "finished" if self.stopped is None else str(int(self.stopped))
+        ended = parallel.gather_statuses("training-ended", mine)
+        stopped_processes = [k for k, status in enumerate(ended) if status != "finished"]
+        if not stopped_processes:
+            return None
+        stopped = self.stopped
+        if stopped is None:  # this process finished its seeds, another one was stopped
+            stopped = signal.Signals(int(ended[stopped_processes[0]]))
+            others = ", ".join(map(str, stopped_processes))
+            what = f"process(es) {others} stopped; this one trained all {self.total} iterations"
+        else:
+            what = f"stopped after iteration {self.done} of {self.total}"
+        print(f"{what}; checkpoint and logs saved in {self.out_dir}\n"
+              f"resume with: python -m jaxppo.run --resume {self.run_dir}"
+              f"{' (and the same process flags, on every process)' if jax.process_count() > 1 else ''}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CODES[stopped]
+
+    def finish(self, trained: Trained) -> int:
+        """The run's outputs, written here for one process; with several, this process's part, which
+        process 0 merges with the others once all are written."""
+        for logger in self.loggers:
+            logger.close()
+        part = Part(
+            metrics=trained.metrics,
+            eval_returns=self.evaluator.final(trained.states) if self.settings.eval_episodes else None,
+            diverged_at=np.asarray(trained.states.diverged_at),
+            compile_seconds=self.compile_seconds,
+            run_seconds=self.run_seconds,
+        )
+        if jax.process_count() == 1:  # the last checkpoint wrote the final metrics.csv
+            write_outputs(self.run_dir, self.trainer, self.settings, part, metrics_written=True)
+            return 0
+        part.save(self.out_dir)
+        parallel.barrier("parts-written")
+        if jax.process_index() != 0:
+            start, stop = self.seed_range.start, self.seed_range.stop
+            print(f"process {jax.process_index()}: seeds {start}..{stop - 1} done in {self.out_dir}; "
+                  f"process 0 merges the run", file=sys.stderr)  # fmt: skip
+            return 0
+        return merge_parts(self.run_dir)
+
+
+def _say(message: str, enabled: bool) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _concat(history: list[dict]) -> dict:
+    return {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}

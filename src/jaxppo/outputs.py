@@ -1,0 +1,167 @@
+"""A finished run's outputs: metrics.csv, summary.json, the learning-curve plot and the console
+table, made from a ``Part`` (the final results of a block of seeds).
+
+A single process writes them from its own part; with several processes, each saves its part
+and ``merge_parts`` puts the parts back together into the run's outputs (also
+``python -m jaxppo.merge``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jaxppo import rundir
+from jaxppo.config import ConfigError
+from jaxppo.plot import curves_from_csv, render
+from jaxppo.stats import summarize
+from jaxppo.train import make_trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A block of seeds' final results (all seeds, for a single process): what the run's
+    summary, metrics.csv and plot are made from."""
+
+    metrics: dict  # name -> [G, S, iterations]
+    eval_returns: np.ndarray | None  # [G, S, episodes]
+    diverged_at: np.ndarray  # [G, S]
+    compile_seconds: float
+    run_seconds: float
+
+    FILE = "part.npz"
+
+    def save(self, directory: Path) -> None:
+        arrays = {f"metric/{k}": np.asarray(v) for k, v in self.metrics.items()}
+        if self.eval_returns is not None:
+            arrays["eval_returns"] = np.asarray(self.eval_returns)
+        buffer = io.BytesIO()
+        np.savez(buffer, diverged_at=self.diverged_at, seconds=np.array([self.compile_seconds, self.run_seconds]),
+                 **arrays)  # fmt: skip
+        rundir.atomic_write_bytes(directory / self.FILE, buffer.getvalue())
+
+    @classmethod
+    def load(cls, directory: Path) -> Part:
+        with np.load(directory / cls.FILE) as data:
+            metrics = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("metric/")}
+            eval_returns = data["eval_returns"] if "eval_returns" in data.files else None
+            compile_seconds, run_seconds = (float(x) for x in data["seconds"])
+            return cls(metrics, eval_returns, data["diverged_at"], compile_seconds, run_seconds)
+
+    @classmethod
+    def concatenate(cls, parts: list[Part]) -> Part:
+        """Seeds of consecutive parts side by side; timings of the slowest process."""
+        return cls(
+            metrics={k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics},
+            eval_returns=None if parts[0].eval_returns is None
+            else np.concatenate([p.eval_returns for p in parts], axis=1),
+            diverged_at=np.concatenate([p.diverged_at for p in parts], axis=1),
+            compile_seconds=max(p.compile_seconds for p in parts),
+            run_seconds=max(p.run_seconds for p in parts),
+        )  # fmt: skip
+
+
+def merge_parts(run_dir: Path) -> int:
+    """Merge the ``process<K>/`` parts of a multi-process run into its metrics.csv, eval.csv,
+    summary.json and plot (also ``python -m jaxppo.merge RUN`` after copying the parts in)."""
+    run_dir = Path(run_dir)
+    settings = rundir.read_settings(run_dir)
+    count = rundir.stored_process_count(run_dir)
+    directories = [rundir.process_dir(run_dir, k) for k in range(count)]
+    missing = [str(d) for d in directories if not (d / Part.FILE).is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir} lacks the finished part(s) {', '.join(missing)}; copy every process's "
+                          f"process<K>/ directory into {run_dir} (or finish those processes), "
+                          f"then merge again")  # fmt: skip
+    trainer = make_trainer(settings.config)
+    eval_rows = [
+        row for d in directories if (d / rundir.EVAL_FILE).is_file() for row in rundir.read_csv(d / rundir.EVAL_FILE)
+    ]
+    if eval_rows:
+        rundir.atomic_write_text(run_dir / rundir.EVAL_FILE, rundir.rows_csv(eval_rows))
+    write_outputs(run_dir, trainer, settings, Part.concatenate([Part.load(d) for d in directories]))
+    return 0
+
+
+def write_outputs(run_dir: Path, trainer, settings, part: Part, metrics_written: bool = False) -> None:
+    """The run's metrics.csv (unless ``metrics_written``), summary.json and learning-curve plot,
+    and the console table."""
+    if not metrics_written:
+        write_metrics(run_dir, trainer, settings, part.metrics)
+    summary = _summary(trainer, settings, part)
+    rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    curves = curves_from_csv(run_dir / rundir.METRICS_FILE)
+    rundir.atomic_write_bytes(run_dir / rundir.PLOT_FILE, render(curves, f"{settings.config.env_id}, PPO"))
+    print(_table(summary, run_dir))
+
+
+def write_metrics(run_dir: Path, trainer, settings, metrics: dict, first_seed: int = 0) -> None:
+    """metrics.csv of ``metrics`` ``[G, S, n]``, whose seed ``s`` is the run's ``first_seed + s``."""
+    grid, points = settings.grid_hparams()
+    rows = rundir.resolved_points(trainer, grid, points)
+    rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows, first_seed))
+
+
+def _summary(trainer, settings, part: Part) -> dict:
+    metrics, eval_returns, diverged_at = part.metrics, part.eval_returns, part.diverged_at
+    compile_seconds, run_seconds = part.compile_seconds, part.run_seconds
+    grid, points = settings.grid_hparams()
+    rows = rundir.resolved_points(trainer, grid, points)
+    final = np.asarray(metrics["episode_return_last100"])[:, :, -1]  # [G, S]
+    steps = int(np.asarray(metrics["env_steps"])[0, 0, -1])
+    agents = len(points) * settings.seeds
+    out = {"env_id": settings.config.env_id, "seeds": settings.seeds, "env_steps_per_seed": steps,
+           "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+           "env_steps_per_second": agents * steps / run_seconds if run_seconds > 0 else None,
+           "final_return_definition": "per seed: mean raw return of its last 100 completed episodes",
+           "grid_points": []}  # fmt: skip
+    for g, point in enumerate(points):
+        entry = {
+            "grid_point": g,
+            "swept": point,
+            "hparams": rows[g],
+            "final_return": summarize(final[g]),
+            "final_return_per_seed": [None if np.isnan(v) else float(v) for v in final[g]],
+            # All grid points train in the same compiled call: they share its timings.
+            "compile_seconds": compile_seconds,
+            "run_seconds": run_seconds,
+            "env_steps_per_second": out["env_steps_per_second"],
+            # Non-finite loss or parameters: updates rejected from that iteration on (frozen).
+            "diverged": [{"seed": s, "iteration": int(i)} for s, i in enumerate(diverged_at[g]) if i >= 0],
+        }
+        if eval_returns is not None:
+            entry["eval_return"] = summarize(eval_returns[g].mean(axis=-1))
+            entry["eval_return_per_seed"] = eval_returns[g].mean(axis=-1).tolist()
+        out["grid_points"].append(entry)
+    means = [p["final_return"]["mean"] for p in out["grid_points"]]
+    out["best_grid_point"] = int(np.nanargmax(means)) if np.isfinite(means).any() else None
+    return out
+
+
+def _table(summary: dict, run_dir: Path) -> str:
+    lines = [f"\n{summary['env_id']}: final return (mean of last 100 episodes) over {summary['seeds']} seed(s), "
+             f"{summary['env_steps_per_seed']} env steps per seed"]  # fmt: skip
+    header = f"  {'':2}{'grid point':<40} {'mean ± std':>20} {'95% CI':>22}"
+    has_eval = "eval_return" in summary["grid_points"][0]
+    lines.append(header + (f" {'eval':>10}" if has_eval else ""))
+    for point in summary["grid_points"]:
+        label = ", ".join(f"{k}={v:g}" for k, v in point["swept"].items()) or "defaults"
+        r = point["final_return"]
+        mark = "* " if point["grid_point"] == summary["best_grid_point"] and len(summary["grid_points"]) > 1 else "  "
+        row = f"  {mark}{label:<40} {r['mean']:>10.2f} ± {r['std']:<7.2f} [{r['ci95'][0]:>9.2f}, {r['ci95'][1]:>9.2f}]"
+        if has_eval:
+            row += f" {point['eval_return']['mean']:>10.2f}"
+        if point["diverged"]:
+            first = min(d["iteration"] for d in point["diverged"])
+            row += f"  DIVERGED: {len(point['diverged'])} seed(s), first at iteration {first} (frozen)"
+        lines.append(row)
+    lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
+                 f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip
+    names = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.SUMMARY_FILE, rundir.PLOT_FILE,
+             rundir.CHECKPOINT_DIR, "tensorboard")  # fmt: skip
+    lines.append("wrote: " + ", ".join(str(run_dir / n) for n in names if (run_dir / n).exists()))
+    return "\n".join(lines)
