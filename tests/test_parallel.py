@@ -57,3 +57,18 @@ def test_padding_and_chunk_sizes():
     assert padded_seed_count(10, 4, seed_chunk=4) == (12, 4)
     assert padded_seed_count(10, 2, seed_chunk=3) == (12, 4)
     assert padded_seed_count(5, 1, seed_chunk=2) == (6, 2)
+
+
+def test_train_many_on_one_device_is_jit_of_vmap_bit_for_bit():
+    import jax
+
+    import jaxppo
+    from jaxppo.parallel import train_many
+    from utils import tree_equal
+
+    config = jaxppo.PPOConfig(total_timesteps=512)
+    keys = jax.random.split(jax.random.key(4), 3)
+    many = train_many(config, keys, devices=jax.local_devices()[:1])
+    vmapped = jax.jit(jax.vmap(jaxppo.make_train(config), in_axes=(0, None)))(keys, jaxppo.PPOHParams())
+    assert tree_equal(many.metrics, vmapped.metrics)
+    assert tree_equal(many.state.params, vmapped.state.params)

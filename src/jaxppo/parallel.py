@@ -6,7 +6,8 @@
 - ``train_many(config, keys, hparams)`` trains seeds (and a grid) sharded over all local
   devices with a ``Mesh``/``NamedSharding`` on the seed axis. Seed counts that do not divide
   the device count are padded with copies of the last seed, dropped afterwards (vmapped seeds
-  are independent, so padding never changes a real seed's numbers).
+  are independent: padding adds agents, it never mixes them).
+- ``batched_init`` initialises a ``[G, S]`` block of agents, vmapped or one after another.
 - ``seed_chunk``: ``lax.map`` over chunks of vmapped seeds bounds device memory; same results.
 - Several processes (hosts) joined by ``jax.distributed.initialize``: each trains the
   contiguous block of seeds ``process_seed_range`` gives it, on its own local devices, with no
@@ -126,6 +127,16 @@ def train_many(
 
     ``hparams`` with scalar leaves gives results ``[S, ...]``; with a leading grid axis
     (``hparam_grid``) results are ``[G, S, ...]``. Compiles on every call.
+
+    On one device this is ``jit(vmap(make_train(config)))`` bit for bit. Sharded, each device
+    runs a program compiled for its own batch of seeds, and XLA:CPU may vectorise the batched
+    matmuls of a batch of 8 seeds differently from one of 16 (or 1 from 2): float32 rounding
+    then differs in the last bit, and like any perturbation the difference grows over training,
+    so the agents end close but not equal. Measured on CartPole-v1 (CleanRL defaults, 2 host
+    devices): 8 seeds (4 per device) and 3 or 5 seeds (padded) equal the one-device run bit for
+    bit; 16 seeds differ, final returns 499.70 against 500.00 (mean over seeds) after 5e5
+    steps, and 2 seeds (one per device) 220.1 against 223.4 after 5e4 steps, within the spread
+    between seeds.
     """
     hparams = PPOHParams() if hparams is None else hparams
     hparams.validate()
