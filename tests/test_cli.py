@@ -358,7 +358,7 @@ def test_load_policy_acts_on_single_and_batched_observations(grid_run):
 
 # ------------------------------------------------------------------ quick commands (no training)
 MALFORMED_TOML = "seeds = [1\n"
-RESUME_DIFF_YAML = "seeds: 5\nlearning_rate: 0.1\n"
+RESUME_DIFF_YAML = "seeds: 5\nclip_coef: 0.1\n"
 SCI_GRID_YAML = "grid:\n  learning_rate: [1e-3, 3e-3]\n"
 WRONG_TYPE_TOML = {
     "toml_learning_rate_string": 'learning_rate = "fast"\n',
@@ -386,6 +386,11 @@ BAD_INPUTS = {
     "grid_not_numbers": (["--grid", "clip_coef=a,b"], ["clip_coef"]),
     "config_missing": (["--config", "missing.toml"], ["missing.toml"]),
     "config_malformed": (["--config", "{inputs}/malformed.toml"], ["malformed.toml"]),
+    # A swept field given one value too would silently lose to the grid.
+    "grid_and_flag_on_one_field": (
+        ["--grid", "learning_rate=1e-3", "--learning-rate", "1e-4"],
+        ["--grid learning_rate=0.001", "--learning-rate 0.0001"],
+    ),
 }
 
 
@@ -420,7 +425,7 @@ def quick(runs, grid_run):
     commands["resume_yaml_differs"] = ("jaxppo.run", ["--resume", grid_run, "--config", inputs / "resume_diff.yaml"])
     commands["resume_yaml_sci_grid"] = (
         "jaxppo.run",
-        ["--resume", grid_run, "--config", inputs / "sci_grid.yaml", "--learning-rate", "0.1"],
+        ["--resume", grid_run, "--config", inputs / "sci_grid.yaml", "--clip-coef", "0.1"],
     )
     commands["resume_no_checkpoints"] = ("jaxppo.run", ["--resume", no_checkpoints])
     commands["resume_no_config"] = ("jaxppo.run", ["--resume", empty])
@@ -482,13 +487,13 @@ def test_resume_with_different_flag_is_refused(quick, grid_run):
 
 def test_resume_with_different_yaml_config_is_refused(quick):
     line = assert_one_line_error(quick.procs["resume_yaml_differs"])
-    assert "learning_rate" in line and "seeds" in line, line  # both differences listed
+    assert "clip_coef" in line and "seeds" in line, line  # both differences listed
 
 
 def test_yaml_grid_in_exponent_notation_is_read_as_numbers(quick):
-    # The grid in the YAML file equals the run's grid, so only the --learning-rate flag may differ.
+    # The grid in the YAML file equals the run's grid, so only the --clip-coef flag may differ.
     line = assert_one_line_error(quick.procs["resume_yaml_sci_grid"])
-    assert "learning_rate" in line and "grid" not in line.split("different settings:")[1], line
+    assert "clip_coef" in line and "grid" not in line.split("different settings:")[1], line
 
 
 @pytest.mark.parametrize("name", ["resume_no_checkpoints", "resume_no_config", "resume_missing_dir"])

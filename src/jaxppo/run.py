@@ -26,6 +26,7 @@ from jaxppo.settings import (
     HPARAM_FIELDS,
     RunOptions,
     RunSettings,
+    Source,
     read_config_file,
     settings_as_args,
     settings_from_args,
@@ -191,9 +192,8 @@ def _main(argv) -> int:
     _start_jax(args)
     flags = _OutFlags(args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None))
     options = _run_options(args)
-    file_settings = read_config_file(args["config"]) if "config" in args else {}
-    given = {**file_settings, **args}
-    target = _resumed_run(flags, given) if flags.resume else _new_run(flags, given)
+    file = [Source(f"config file {args['config']}", read_config_file(args["config"]))] if "config" in args else []
+    target = _resumed_run(flags, file, args) if flags.resume else _new_run(flags, file, args)
     start = _prepare(target, options)
     from jaxppo.loop import train_run
 
@@ -235,7 +235,7 @@ def _run_options(args: dict) -> RunOptions:
     return options
 
 
-def _resumed_run(flags: _OutFlags, given: dict) -> _Target:
+def _resumed_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
     """The run in ``--resume DIR``, whose stored settings the flags may repeat but not change."""
     import jax
 
@@ -250,15 +250,16 @@ def _resumed_run(flags: _OutFlags, given: dict) -> _Target:
                           f"(one per part)")  # fmt: skip
     if flags.out and Path(flags.out).resolve() != run_dir.resolve():
         raise ConfigError(f"--out {flags.out} differs from --resume {flags.resume}; a resumed run continues in place")
-    settings = settings_from_args(given, base=settings_as_args(stored))
+    run = Source(f"the run in {flags.resume}", settings_as_args(stored), stored=True)
+    settings = settings_from_args(args, sources=[run, *file])
     differences = stored.differences(settings)
     if differences:
         raise ConfigError(f"--resume {flags.resume} with different settings: {'; '.join(differences)}")
     return _Target(settings, run_dir, resume=True, overwrite=False)
 
 
-def _new_run(flags: _OutFlags, given: dict) -> _Target:
-    settings = settings_from_args(given)
+def _new_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
+    settings = settings_from_args(args, sources=file)
     env_name = settings.config.env_id.replace("/", "_")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(flags.out) if flags.out else Path("runs") / f"{env_name}__{stamp}"

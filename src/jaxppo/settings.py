@@ -247,9 +247,31 @@ def _coerce(name: str, value):
         raise ConfigError(f"setting {name} must be {_KIND_NAMES[kind]}, got {value!r}") from None
 
 
-def settings_from_args(args: dict, base: dict | None = None) -> RunSettings:
-    """Merge (stored run or config file) < explicit flags into ``RunSettings``."""
-    merged = {**(base or {}), **{k: v for k, v in args.items() if k != "config"}}
+class Source(NamedTuple):
+    """One layer of settings and how a message names it: a stored run, a config file, the flags."""
+
+    label: str  # "flags", or where the values come from: "config file x.toml", "the run in DIR"
+    values: dict
+    stored: bool = False  # the settings of a run being resumed
+
+
+def settings_from_args(args: dict, base: dict | None = None, *, sources: list[Source] | None = None) -> RunSettings:
+    """Merge layers, later ones overriding earlier ones, into ``RunSettings``: ``sources`` (a stored
+    run, a config file), or ``base``, then the explicit flags ``args``.
+
+    A grid merges field by field. A hyperparameter both fixed and swept (in any two layers, or
+    in one) is a ``ConfigError``: one of the two would be silently ignored.
+    """
+    layers = list(sources or ([Source("the stored run", base, stored=True)] if base else []))
+    layers.append(Source("flags", {k: v for k, v in args.items() if k != "config"}))
+    merged, grids = {}, []
+    for layer in layers:
+        values = {k: v for k, v in layer.values.items() if k != "grid"}
+        merged.update(values)
+        if layer.values.get("grid") is not None:
+            grids.append((layer, _parse_layer_grid(layer.values["grid"])))
+    grid = {name: values for _, layer_grid in grids for name, values in layer_grid.items()}
+    _refuse_fixed_and_swept(layers, grids, grid)
     merged = {k: _coerce(k, v) for k, v in merged.items()}
     config_values = {k: merged[k] for k in CONFIG_FIELDS if k in merged and k != "env_kwargs"}
     config_values["env_kwargs"] = _parse_env_kwargs(merged.get("env_kwarg"), merged.get("env_kwargs"))
@@ -262,19 +284,43 @@ def settings_from_args(args: dict, base: dict | None = None) -> RunSettings:
             raise ConfigError(
                 f"{flag} must be {'a positive integer' if low else 'zero or positive'}, got {merged[name]}"
             )
-    grid = merged.get("grid")
-    if grid is not None and not isinstance(grid, (list, dict)):
-        raise ConfigError(f"grid must be a table of name = [values] (or --grid name=v1,v2), got {grid!r}")
     return RunSettings(
         config=config,
         hparams=hparams,
-        grid=_parse_grid(grid if isinstance(grid, list) else None, grid if isinstance(grid, dict) else None),
+        grid=grid,
         seeds=merged.get("seeds", 8),
         seed=merged.get("seed", 0),
         eval_episodes=merged.get("eval_episodes", 0),
         deterministic_eval=merged.get("deterministic_eval", True),
         seed_chunk=merged.get("seed_chunk"),
     )
+
+
+def _parse_layer_grid(grid) -> dict:
+    if not isinstance(grid, (list, dict)):
+        raise ConfigError(f"grid must be a table of name = [values] (or --grid name=v1,v2), got {grid!r}")
+    return _parse_grid(grid if isinstance(grid, list) else None, grid if isinstance(grid, dict) else None)
+
+
+def _refuse_fixed_and_swept(layers: list[Source], grids: list[tuple[Source, dict]], grid: dict) -> None:
+    """A ``ConfigError`` naming both settings when a swept hyperparameter is also given one value."""
+    for name in grid:
+        fixed = [layer for layer in layers if layer.values.get(name) is not None]
+        swept = [layer for layer, layer_grid in grids if name in layer_grid]
+        if not fixed:
+            continue
+        fixed_by, swept_by = fixed[-1], swept[-1]
+        if fixed_by.stored and swept_by.stored:
+            continue  # a run stored before such runs were refused resumes as it trained (the grid won)
+        value = fixed_by.values[name]
+        values = ",".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in grid[name])
+        if fixed_by.label == "flags":
+            fixing = f"--{name.replace('_', '-')} {value}"
+        else:
+            fixing = f"{name} = {value} in {fixed_by.label}"
+        sweeping = f"--grid {name}={values}" if swept_by.label == "flags" else f"[grid] {name} in {swept_by.label}"
+        raise ConfigError(f"{name} is both fixed ({fixing}) and swept ({sweeping}); "
+                          f"give only one of the two")  # fmt: skip
 
 
 def settings_as_args(settings: RunSettings) -> dict:
