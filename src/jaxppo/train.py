@@ -1,7 +1,7 @@
 """``make_train``: the whole PPO run as one pure function of ``(key, hparams)``.
 
-Read top-down. ``iteration`` is one PPO iteration, and its helpers follow it in the order it
-calls them::
+Read top-down. ``iteration`` (one PPO iteration) comes first and its helpers follow it in the
+order it calls them::
 
     draw_iteration_noise → rollout ⊃ rollout_step → compute_advantages (GAE)
       → update_epochs ⊃ update_epoch ⊃ minibatch_update ⊃ loss → divergence_guard → iteration_metrics
@@ -9,8 +9,10 @@ calls them::
 The environment is reached only through ``envs.VecEnv`` and the networks only through the
 policy seam (``policy.ActorCritic``); the XLA:CPU workarounds are called by name from
 ``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
-iteration and continue exactly (``Trainer.run`` called again with the returned state).
-Hyperparameters are resolved once, where they enter (``Trainer.resolve``).
+iteration and continue exactly (``Trainer.run`` called again with the returned state). The
+named containers follow the helpers, and the public pieces (``Trainer``, ``make_train``,
+``make_trainer``, ``init_state``) close the module. Hyperparameters are resolved once, where
+they enter (``Trainer.resolve``).
 """
 
 from __future__ import annotations
@@ -34,195 +36,6 @@ from jaxppo.losses import explained_variance, ppo_loss
 from jaxppo.policy import ActorCritic, make_policy
 
 RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
-
-
-# ------------------------------------------------------------------------ containers
-@struct.dataclass
-class TrainState:
-    """The complete carry of training; checkpoint this to resume exactly."""
-
-    params: dict  # {"actor": ..., "critic": ...}
-    opt_state: Any  # over the parameters raveled into one vector (xla_cpu.apply_update)
-    obs_stats: norm.RunningMeanStd | None
-    reward_stats: norm.RunningMeanStd | None
-    discounted_return: jax.Array  # [num_envs], for reward scaling
-    env_state: Any
-    obs: jax.Array  # [num_envs, *obs_shape], normalised when normalisation is on
-    episode_return: jax.Array  # [num_envs] raw return of the running episode
-    episode_length: jax.Array  # [num_envs]
-    recent_returns: jax.Array  # [100] ring buffer of completed raw episode returns
-    recent_count: jax.Array  # completed episodes so far
-    key: jax.Array
-    iteration: jax.Array  # iterations done
-    diverged_at: jax.Array  # 1-based iteration whose update went non-finite (then frozen); -1 if never
-
-
-@struct.dataclass
-class TrainResult:
-    metrics: dict  # name -> [num_iterations] (leading vmap axes in front)
-    state: TrainState
-
-
-class IterationNoise(NamedTuple):
-    """Everything one iteration draws, from one ``jax.random.bits`` call (``xla_cpu.draw_bits``)."""
-
-    next_key: jax.Array  # the state's key for the next iteration
-    spare_key: jax.Array  # shuffles a batch too large for packed sorts
-    action_uniform: jax.Array  # [T, N, action_noise_size] the policy samples from
-    env_keys: jax.Array  # [T, N] one key per step and env
-    shuffle_bits: jax.Array | None  # the epochs' shuffles (None: the batch is too large to pack)
-
-
-class Transition(NamedTuple):
-    """One rollout step for ``num_envs`` envs (stacked by the scan to ``[T, N, ...]``)."""
-
-    obs: jax.Array
-    action: jax.Array  # as sampled (continuous: unclipped)
-    log_prob: jax.Array
-    reward: jax.Array  # scaled when reward normalisation is on
-    terminated: jax.Array
-    truncated: jax.Array
-    final_obs: jax.Array  # s_{t+1} before auto-reset, normalised like obs
-    episode_done: jax.Array  # terminated or truncated
-    done_return: jax.Array  # raw return of the episode that ended here (0 otherwise)
-    done_length: jax.Array
-
-
-class Batch(NamedTuple):
-    """What the update learns from: time-major ``[T, N, ...]`` (``[B, ...]`` once flattened)."""
-
-    obs: jax.Array
-    action: jax.Array
-    log_prob: jax.Array
-    advantages: jax.Array
-    returns: jax.Array
-    values: jax.Array  # V(s_t) at collection, for value clipping
-
-
-class Learner(NamedTuple):
-    """What the optimiser changes."""
-
-    params: dict
-    opt_state: Any
-
-
-class EpochCarry(NamedTuple):
-    """The update epochs' carry."""
-
-    learner: Learner
-    active: jax.Array  # False once target_kl stopped the epochs
-    last_metrics: dict  # the last active minibatch's loss metrics
-    clipfrac_sum: jax.Array  # over the active epochs' minibatches
-    epochs_done: jax.Array
-
-
-LOSS_METRICS = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
-
-
-# --------------------------------------------------------------------------- trainer
-@dataclasses.dataclass(frozen=True, eq=False)
-class Trainer:
-    """The pieces ``make_train`` is built from, for chunked runs, resume and evaluation.
-
-    Its methods are pure and take unresolved ``PPOHParams`` (``None`` fields: the action
-    space's defaults), which they resolve once on entry.
-    """
-
-    config: PPOConfig  # resolved: no None left
-    env: VecEnv
-    policy: ActorCritic
-
-    @property
-    def spec(self) -> EnvSpec:
-        return self.env.spec
-
-    def resolve(self, hparams: PPOHParams) -> PPOHParams:
-        """The one place hyperparameters are resolved: ``None`` -> the action space's default."""
-        return hparams.resolve(self.spec.action_kind)
-
-    def init(self, key: jax.Array, hparams: PPOHParams) -> TrainState:
-        return init_state(self, self.resolve(hparams), key)
-
-    def step(self, state: TrainState, hparams: PPOHParams) -> tuple[TrainState, dict]:
-        """One iteration; ``run`` is a scan of it (so a scan of a vmapped ``step`` equals it)."""
-        return iteration(self, self.resolve(hparams), state)
-
-    def run(self, state: TrainState, hparams: PPOHParams, num_iterations: int) -> TrainResult:
-        """Run ``num_iterations`` iterations from ``state`` (chunks compose exactly)."""
-        return run_iterations(self, self.resolve(hparams), state, num_iterations)
-
-    def rollout(self, state: TrainState, hparams: PPOHParams) -> tuple[TrainState, Transition]:
-        """The rollout of the next iteration alone: ``(state, Transition [T, N, ...])``."""
-        noise = draw_iteration_noise(self, state.key)
-        return rollout(self, self.resolve(hparams), state.replace(key=noise.next_key), noise)
-
-
-def make_train(config: PPOConfig, env=None, env_params=None):
-    """Return ``train(key, hparams) -> TrainResult``, pure and ``jit``/``vmap``-able.
-
-    ``env``/``env_params`` take a gymnax ``Environment`` instance in place of
-    ``config.env_id``.
-    """
-    trainer = make_trainer(config, env=env, env_params=env_params)
-
-    def train(key: jax.Array, hparams: PPOHParams | None = None) -> TrainResult:
-        hparams = PPOHParams() if hparams is None else hparams
-        hparams.validate()
-        hp = trainer.resolve(hparams)
-        return run_iterations(trainer, hp, init_state(trainer, hp, key), trainer.config.num_iterations)
-
-    return train
-
-
-def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
-    """Validate ``config`` against the env and build the pure pieces of training (see ``Trainer``)."""
-    if not isinstance(config, PPOConfig):
-        raise ConfigError(f"config must be a jaxppo.PPOConfig, got {type(config).__name__}")
-    config.validate()
-    spec = make_env(config.env_id, config.env_kwargs, env, env_params)
-    config = config.resolve(spec.action_kind)
-    return Trainer(config=config, env=VecEnv(spec, config.num_envs), policy=make_policy(config, spec))
-
-
-def run_iterations(trainer: Trainer, hp: PPOHParams, state: TrainState, num_iterations: int) -> TrainResult:
-    state, metrics = jax.lax.scan(lambda s, _: iteration(trainer, hp, s), state, None, length=num_iterations)
-    return TrainResult(metrics=metrics, state=state)
-
-
-def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
-    """Fresh parameters, optimiser, normalisers and episodes, from one key."""
-    config, spec = trainer.config, trainer.spec
-    keys = jax.random.split(key, 4)
-    params = trainer.policy.init(keys[1:3])
-    obs, env_state = trainer.env.reset(keys[3])
-    obs_stats = reward_stats = None
-    if config.normalize_observations:
-        obs_stats = norm.RunningMeanStd.create(spec.obs_shape).update(obs)
-        obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
-    if config.normalize_rewards:
-        reward_stats = norm.RunningMeanStd.create(())
-    return TrainState(
-        params=params,
-        opt_state=xla_cpu.init_optimizer_state(make_optimizer(hp), params),
-        obs_stats=obs_stats,
-        reward_stats=reward_stats,
-        discounted_return=jnp.zeros(config.num_envs, jnp.float32),
-        env_state=env_state,
-        obs=obs,
-        episode_return=jnp.zeros(config.num_envs, jnp.float32),
-        episode_length=jnp.zeros(config.num_envs, jnp.int32),
-        recent_returns=jnp.full(RECENT_EPISODES, jnp.nan, jnp.float32),
-        recent_count=jnp.zeros((), jnp.int32),
-        key=keys[0],
-        iteration=jnp.zeros((), jnp.int32),
-        diverged_at=jnp.full((), -1, jnp.int32),
-    )
-
-
-def make_optimizer(hp: PPOHParams) -> optax.GradientTransformation:
-    """CleanRL's chain: clip by global norm, then Adam (eps 1e-5); the learning rate is applied by
-    ``xla_cpu.apply_update``. Built from traced values: new hyperparameters never recompile."""
-    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
 
 
 # ------------------------------------------------------------------------- iteration
@@ -474,3 +287,192 @@ def _record_episodes(buffer, count, done_returns, done_mask):
     position = jnp.where(keep, (count + rank) % RECENT_EPISODES, RECENT_EPISODES)
     buffer = buffer.at[position].set(returns, mode="drop")
     return buffer, count + total
+
+
+# ------------------------------------------------------------------------ containers
+@struct.dataclass
+class TrainState:
+    """The complete carry of training; checkpoint this to resume exactly."""
+
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: Any  # over the parameters raveled into one vector (xla_cpu.apply_update)
+    obs_stats: norm.RunningMeanStd | None
+    reward_stats: norm.RunningMeanStd | None
+    discounted_return: jax.Array  # [num_envs], for reward scaling
+    env_state: Any
+    obs: jax.Array  # [num_envs, *obs_shape], normalised when normalisation is on
+    episode_return: jax.Array  # [num_envs] raw return of the running episode
+    episode_length: jax.Array  # [num_envs]
+    recent_returns: jax.Array  # [100] ring buffer of completed raw episode returns
+    recent_count: jax.Array  # completed episodes so far
+    key: jax.Array
+    iteration: jax.Array  # iterations done
+    diverged_at: jax.Array  # 1-based iteration whose update went non-finite (then frozen); -1 if never
+
+
+@struct.dataclass
+class TrainResult:
+    metrics: dict  # name -> [num_iterations] (leading vmap axes in front)
+    state: TrainState
+
+
+class IterationNoise(NamedTuple):
+    """Everything one iteration draws, from one ``jax.random.bits`` call (``xla_cpu.draw_bits``)."""
+
+    next_key: jax.Array  # the state's key for the next iteration
+    spare_key: jax.Array  # shuffles a batch too large for packed sorts
+    action_uniform: jax.Array  # [T, N, action_noise_size] the policy samples from
+    env_keys: jax.Array  # [T, N] one key per step and env
+    shuffle_bits: jax.Array | None  # the epochs' shuffles (None: the batch is too large to pack)
+
+
+class Transition(NamedTuple):
+    """One rollout step for ``num_envs`` envs (stacked by the scan to ``[T, N, ...]``)."""
+
+    obs: jax.Array
+    action: jax.Array  # as sampled (continuous: unclipped)
+    log_prob: jax.Array
+    reward: jax.Array  # scaled when reward normalisation is on
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array  # s_{t+1} before auto-reset, normalised like obs
+    episode_done: jax.Array  # terminated or truncated
+    done_return: jax.Array  # raw return of the episode that ended here (0 otherwise)
+    done_length: jax.Array
+
+
+class Batch(NamedTuple):
+    """What the update learns from: time-major ``[T, N, ...]`` (``[B, ...]`` once flattened)."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    advantages: jax.Array
+    returns: jax.Array
+    values: jax.Array  # V(s_t) at collection, for value clipping
+
+
+class Learner(NamedTuple):
+    """What the optimiser changes."""
+
+    params: dict
+    opt_state: Any
+
+
+class EpochCarry(NamedTuple):
+    """The update epochs' carry."""
+
+    learner: Learner
+    active: jax.Array  # False once target_kl stopped the epochs
+    last_metrics: dict  # the last active minibatch's loss metrics
+    clipfrac_sum: jax.Array  # over the active epochs' minibatches
+    epochs_done: jax.Array
+
+
+LOSS_METRICS = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
+
+
+# --------------------------------------------------------------------------- trainer
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The pieces ``make_train`` is built from, for chunked runs, resume and evaluation.
+
+    Its methods are pure and take unresolved ``PPOHParams`` (``None`` fields: the action
+    space's defaults), which they resolve once on entry.
+    """
+
+    config: PPOConfig  # resolved: no None left
+    env: VecEnv
+    policy: ActorCritic
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self.env.spec
+
+    def resolve(self, hparams: PPOHParams) -> PPOHParams:
+        """The one place hyperparameters are resolved: ``None`` -> the action space's default."""
+        return hparams.resolve(self.spec.action_kind)
+
+    def init(self, key: jax.Array, hparams: PPOHParams) -> TrainState:
+        return init_state(self, self.resolve(hparams), key)
+
+    def step(self, state: TrainState, hparams: PPOHParams) -> tuple[TrainState, dict]:
+        """One iteration; ``run`` is a scan of it (so a scan of a vmapped ``step`` equals it)."""
+        return iteration(self, self.resolve(hparams), state)
+
+    def run(self, state: TrainState, hparams: PPOHParams, num_iterations: int) -> TrainResult:
+        """Run ``num_iterations`` iterations from ``state`` (chunks compose exactly)."""
+        return run_iterations(self, self.resolve(hparams), state, num_iterations)
+
+    def rollout(self, state: TrainState, hparams: PPOHParams) -> tuple[TrainState, Transition]:
+        """The rollout of the next iteration alone: ``(state, Transition [T, N, ...])``."""
+        noise = draw_iteration_noise(self, state.key)
+        return rollout(self, self.resolve(hparams), state.replace(key=noise.next_key), noise)
+
+
+def make_train(config: PPOConfig, env=None, env_params=None):
+    """Return ``train(key, hparams) -> TrainResult``, pure and ``jit``/``vmap``-able.
+
+    ``env``/``env_params`` take a gymnax ``Environment`` instance in place of
+    ``config.env_id``.
+    """
+    trainer = make_trainer(config, env=env, env_params=env_params)
+
+    def train(key: jax.Array, hparams: PPOHParams | None = None) -> TrainResult:
+        hparams = PPOHParams() if hparams is None else hparams
+        hparams.validate()
+        hp = trainer.resolve(hparams)
+        return run_iterations(trainer, hp, init_state(trainer, hp, key), trainer.config.num_iterations)
+
+    return train
+
+
+def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
+    """Validate ``config`` against the env and build the pure pieces of training (see ``Trainer``)."""
+    if not isinstance(config, PPOConfig):
+        raise ConfigError(f"config must be a jaxppo.PPOConfig, got {type(config).__name__}")
+    config.validate()
+    spec = make_env(config.env_id, config.env_kwargs, env, env_params)
+    config = config.resolve(spec.action_kind)
+    return Trainer(config=config, env=VecEnv(spec, config.num_envs), policy=make_policy(config, spec))
+
+
+def run_iterations(trainer: Trainer, hp: PPOHParams, state: TrainState, num_iterations: int) -> TrainResult:
+    state, metrics = jax.lax.scan(lambda s, _: iteration(trainer, hp, s), state, None, length=num_iterations)
+    return TrainResult(metrics=metrics, state=state)
+
+
+def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
+    """Fresh parameters, optimiser, normalisers and episodes, from one key."""
+    config, spec = trainer.config, trainer.spec
+    keys = jax.random.split(key, 4)
+    params = trainer.policy.init(keys[1:3])
+    obs, env_state = trainer.env.reset(keys[3])
+    obs_stats = reward_stats = None
+    if config.normalize_observations:
+        obs_stats = norm.RunningMeanStd.create(spec.obs_shape).update(obs)
+        obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
+    if config.normalize_rewards:
+        reward_stats = norm.RunningMeanStd.create(())
+    return TrainState(
+        params=params,
+        opt_state=xla_cpu.init_optimizer_state(make_optimizer(hp), params),
+        obs_stats=obs_stats,
+        reward_stats=reward_stats,
+        discounted_return=jnp.zeros(config.num_envs, jnp.float32),
+        env_state=env_state,
+        obs=obs,
+        episode_return=jnp.zeros(config.num_envs, jnp.float32),
+        episode_length=jnp.zeros(config.num_envs, jnp.int32),
+        recent_returns=jnp.full(RECENT_EPISODES, jnp.nan, jnp.float32),
+        recent_count=jnp.zeros((), jnp.int32),
+        key=keys[0],
+        iteration=jnp.zeros((), jnp.int32),
+        diverged_at=jnp.full((), -1, jnp.int32),
+    )
+
+
+def make_optimizer(hp: PPOHParams) -> optax.GradientTransformation:
+    """CleanRL's chain: clip by global norm, then Adam (eps 1e-5); the learning rate is applied by
+    ``xla_cpu.apply_update``. Built from traced values: new hyperparameters never recompile."""
+    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
