@@ -559,6 +559,9 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
                 p.kill()
                 p.communicate()
 
+    assert_timings_add_up_over_parts(json.loads((interrupted / "summary.json").read_text()), [0, done, 80], agents=2)
+    assert_resuming_a_finished_run_changes_nothing(interrupted, tmp_path)
+
     reference_csv = (reference / "metrics.csv").read_text()
     resumed_csv = (interrupted / "metrics.csv").read_text()
     reference_lines = reference_csv.splitlines()
@@ -590,6 +593,26 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
 
     states = [jax.tree.map(storable, r.states) for r in runs]
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), *states)))
+
+
+def assert_timings_add_up_over_parts(summary: dict, boundaries: list[int], agents: int) -> None:
+    """summary.json's timings cover every session (a new run, then each --resume) that trained it."""
+    parts = summary["parts"]
+    expected = [list(b) for b in zip(boundaries[:-1], boundaries[1:], strict=True)]
+    assert [p["iterations"] for p in parts] == expected, parts
+    assert all(p["compile_seconds"] > 0 and p["run_seconds"] > 0 for p in parts), parts
+    assert summary["run_seconds"] == pytest.approx(sum(p["run_seconds"] for p in parts))
+    assert summary["compile_seconds"] == pytest.approx(sum(p["compile_seconds"] for p in parts))
+    steps = agents * boundaries[-1] * BATCH
+    assert summary["env_steps_per_second"] == pytest.approx(steps / summary["run_seconds"])
+
+
+def assert_resuming_a_finished_run_changes_nothing(run_dir: Path, cwd: Path) -> None:
+    before = snapshot(run_dir)
+    again = cli("--resume", run_dir, "--no-progress", cwd=cwd, timeout=QUICK_TIMEOUT)
+    assert_ok(again)
+    assert "finished" in again.stderr and "--total-timesteps" in again.stderr, describe(again)
+    assert snapshot(run_dir) == before, "resuming a finished run rewrote its files"
 
 
 def test_a_run_fills_the_compilation_cache_and_an_identical_run_only_reads_it(tmp_path):

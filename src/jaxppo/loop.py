@@ -235,7 +235,22 @@ class HostLoop:
         self.programs = {}  # chunk length -> compiled program
         self.states_like = None  # what the chunk programs are compiled for
         self.compile_seconds = self.run_seconds = 0.0
+        self.earlier_parts = self._earlier_parts()
+        self.first = self.done  # where this session's part of the run starts
         self.stopped = None  # the signal that stopped this process's training
+
+    def _earlier_parts(self) -> list[dict]:
+        """The sessions that trained the checkpoint this one continues (none for a new run)."""
+        if not self.done:
+            return []
+        parts = rundir.read_timings(self.out_dir, self.done)
+        return parts or [{"iterations": [0, self.done], "compile_seconds": None, "run_seconds": None}]
+
+    def parts(self) -> list[dict]:
+        """Every session's iterations and timings, this one's so far included."""
+        mine = {"iterations": [self.first, self.done], "compile_seconds": self.compile_seconds,
+                "run_seconds": self.run_seconds}  # fmt: skip
+        return [*self.earlier_parts, mine]
 
     def announce(self) -> None:
         start, stop = self.seed_range.start, self.seed_range.stop
@@ -318,6 +333,7 @@ class HostLoop:
             self.history = [metrics]
             preloaded()  # never import orbax in two threads at once
             rundir.save_checkpoint(self.out_dir, done, parallel.host_slice(states, self.seeds, axis=1), metrics)
+            rundir.save_timings(self.out_dir, done, self.parts())
             write_metrics(self.out_dir, self.trainer, self.settings, metrics, self.seed_range.start)
 
     def stopped_code(self) -> int | None:
@@ -353,8 +369,7 @@ class HostLoop:
             metrics=trained.metrics,
             eval_returns=self.evaluator.final(trained.states) if self.settings.eval_episodes else None,
             diverged_at=np.asarray(trained.states.diverged_at),
-            compile_seconds=self.compile_seconds,
-            run_seconds=self.run_seconds,
+            parts=tuple(self.parts()),
         )
         if jax.process_count() == 1:  # the last checkpoint wrote the final metrics.csv
             write_outputs(self.run_dir, self.trainer, self.settings, part, metrics_written=True)

@@ -30,17 +30,34 @@ class Part:
     metrics: dict  # name -> [G, S, iterations]
     eval_returns: np.ndarray | None  # [G, S, episodes]
     diverged_at: np.ndarray  # [G, S]
-    compile_seconds: float
-    run_seconds: float
+    # Each session that trained the run (a new run, then every --resume): {"iterations": [first,
+    # last], "compile_seconds", "run_seconds"}; seconds are None where they were not recorded.
+    parts: tuple[dict, ...]
 
     FILE = "part.npz"
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(p["compile_seconds"] or 0.0 for p in self.parts)
+
+    @property
+    def run_seconds(self) -> float:
+        return sum(p["run_seconds"] or 0.0 for p in self.parts)
+
+    def env_steps_per_second(self, agents: int, batch_size: int) -> float | None:
+        """Over the parts whose run time is known: all of them, unless a run was resumed from a
+        checkpoint saved without timings."""
+        timed = [p for p in self.parts if p["run_seconds"]]
+        seconds = sum(p["run_seconds"] for p in timed)
+        iterations = sum(p["iterations"][1] - p["iterations"][0] for p in timed)
+        return agents * iterations * batch_size / seconds if seconds > 0 else None
 
     def save(self, directory: Path) -> None:
         arrays = {f"metric/{k}": np.asarray(v) for k, v in self.metrics.items()}
         if self.eval_returns is not None:
             arrays["eval_returns"] = np.asarray(self.eval_returns)
         buffer = io.BytesIO()
-        np.savez(buffer, diverged_at=self.diverged_at, seconds=np.array([self.compile_seconds, self.run_seconds]),
+        np.savez(buffer, diverged_at=self.diverged_at, parts=np.array(json.dumps(list(self.parts))),
                  **arrays)  # fmt: skip
         rundir.atomic_write_bytes(directory / self.FILE, buffer.getvalue())
 
@@ -49,20 +66,28 @@ class Part:
         with np.load(directory / cls.FILE) as data:
             metrics = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("metric/")}
             eval_returns = data["eval_returns"] if "eval_returns" in data.files else None
-            compile_seconds, run_seconds = (float(x) for x in data["seconds"])
-            return cls(metrics, eval_returns, data["diverged_at"], compile_seconds, run_seconds)
+            return cls(metrics, eval_returns, data["diverged_at"], tuple(json.loads(str(data["parts"]))))
 
     @classmethod
     def concatenate(cls, parts: list[Part]) -> Part:
-        """Seeds of consecutive parts side by side; timings of the slowest process."""
+        """Seeds of consecutive parts side by side; timings of the slowest process in each session."""
         return cls(
             metrics={k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics},
             eval_returns=None if parts[0].eval_returns is None
             else np.concatenate([p.eval_returns for p in parts], axis=1),
             diverged_at=np.concatenate([p.diverged_at for p in parts], axis=1),
-            compile_seconds=max(p.compile_seconds for p in parts),
-            run_seconds=max(p.run_seconds for p in parts),
+            parts=tuple(_slowest(sessions) for sessions in zip(*(p.parts for p in parts), strict=True)),
         )  # fmt: skip
+
+
+def _slowest(sessions: tuple[dict, ...]) -> dict:
+    """One session's timings over the processes that trained it together."""
+
+    def most(name):
+        known = [s[name] for s in sessions if s[name] is not None]
+        return max(known) if known else None
+
+    return {**sessions[0], "compile_seconds": most("compile_seconds"), "run_seconds": most("run_seconds")}
 
 
 def merge_parts(run_dir: Path) -> int:
@@ -116,7 +141,9 @@ def _summary(trainer, settings, part: Part) -> dict:
     agents = len(points) * settings.seeds
     out = {"env_id": settings.config.env_id, "seeds": settings.seeds, "env_steps_per_seed": steps,
            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-           "env_steps_per_second": agents * steps / run_seconds if run_seconds > 0 else None,
+           "env_steps_per_second": part.env_steps_per_second(agents, trainer.config.batch_size),
+           # Timings add up over the sessions that trained the run (a new run, then each --resume).
+           "parts": list(part.parts),
            "final_return_definition": "per seed: mean raw return of its last 100 completed episodes",
            "grid_points": []}  # fmt: skip
     for g, point in enumerate(points):

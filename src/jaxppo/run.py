@@ -195,6 +195,8 @@ def _main(argv) -> int:
     file = [Source(f"config file {args['config']}", read_config_file(args["config"]))] if "config" in args else []
     target = _resumed_run(flags, file, args) if flags.resume else _new_run(flags, file, args)
     start = _prepare(target, options)
+    if start is None:  # a finished run: nothing to train, nothing rewritten
+        return 0
     from jaxppo.loop import train_run
 
     return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
@@ -266,9 +268,10 @@ def _new_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
     return _Target(settings, run_dir, resume=False, overwrite=flags.overwrite)
 
 
-def _prepare(target: _Target, options: RunOptions) -> _Start:
+def _prepare(target: _Target, options: RunOptions) -> _Start | None:
     """The trainer (validating env and config before anything is written), and the checkpoint to
-    continue from or the new run's directory with its config.json."""
+    continue from or the new run's directory with its config.json; ``None`` when the run to
+    resume is finished (it says so)."""
     import jax
 
     from jaxppo import loading, parallel, rundir
@@ -286,6 +289,12 @@ def _prepare(target: _Target, options: RunOptions) -> _Start:
             loading.abstract_states(trainer, settings, seed_range),
             loading.metric_names(trainer, settings),
         )
+        total = settings.config.num_iterations
+        if checkpoint.iteration >= total and (run_dir / rundir.SUMMARY_FILE).is_file():
+            print(f"{run_dir} is finished: all {total} iterations trained, outputs in place; nothing changed "
+                  f"(to train it longer: --resume {run_dir} --total-timesteps N, N above "
+                  f"{settings.config.env_steps})", file=sys.stderr)  # fmt: skip
+            return None
         return _Start(trainer, checkpoint.states, checkpoint.metrics)
     # Process 0 prepares the run directory; the others then add their process<K>/ parts.
     if jax.process_index() == 0:

@@ -12,6 +12,7 @@ Layout of a run directory::
     summary.json           per grid point: final-return statistics across seeds, timings
     learning_curves.png    return against env steps, mean and 95 % CI per grid point
     checkpoints/<iter>/    orbax checkpoint of every seed's full TrainState (+ metrics so far)
+    timings.json           per checkpoint: the parts trained so far (iterations, compile and run seconds)
     process<K>/            one process's part of a multi-process run (the same files, its seeds)
 """
 
@@ -35,13 +36,14 @@ import numpy as np
 from jaxppo.config import ConfigError, PPOHParams
 from jaxppo.settings import RunSettings
 
-CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE = (
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, TIMINGS_FILE = (
     "config.json",
     "metrics.csv",
     "summary.json",
     "learning_curves.png",
     "checkpoints",
     "eval.csv",
+    "timings.json",
 )
 HPARAM_NAMES = [f.name for f in dataclasses.fields(PPOHParams)]
 # metrics.csv prefixes the grid point's hyperparameters: the metric "learning_rate" is the annealed value.
@@ -355,6 +357,28 @@ def _restore_orbax(run_dir: Path, directory: Path, target):
         manager.close()
         absl_logger.setLevel(level)
     return step, restored
+
+
+def save_timings(run_dir: Path, iteration: int, parts: list[dict]) -> None:
+    """Record the parts (``{"iterations": [first, last], "compile_seconds", "run_seconds"}``) that
+    trained the checkpoint of ``iteration``; the entries of the three newest checkpoints are kept."""
+    path = Path(run_dir) / TIMINGS_FILE
+    by_checkpoint = _read_timings(path)
+    by_checkpoint[str(int(iteration))] = parts
+    newest = sorted(by_checkpoint, key=int)[-3:]
+    atomic_write_text(path, json.dumps({"parts_by_checkpoint": {k: by_checkpoint[k] for k in newest}}, indent=1))
+
+
+def read_timings(run_dir: Path, iteration: int) -> list[dict] | None:
+    """The parts that trained the checkpoint of ``iteration``; ``None`` when not recorded."""
+    return _read_timings(Path(run_dir) / TIMINGS_FILE).get(str(int(iteration)))
+
+
+def _read_timings(path: Path) -> dict:
+    try:
+        return dict(json.loads(path.read_text())["parts_by_checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: timings are not numbers of the run
+        return {}
 
 
 _METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged")}
