@@ -57,14 +57,43 @@ def metric_names(trainer: Trainer, settings: RunSettings) -> list[str]:
     return list(jax.eval_shape(trainer.step, state, hparams)[1])
 
 
+def run_directory(run_dir) -> Path:
+    """``run_dir`` as a ``Path``; ``ConfigError`` unless it is a directory that holds a run's config.json."""
+    run_dir = Path(run_dir)
+    fix = "pass a directory written by python -m jaxppo.run"
+    if not run_dir.exists():
+        raise ConfigError(f"run directory {run_dir} does not exist; {fix}")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a directory; {fix}")
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir} is not a jaxppo run directory (it has no {rundir.CONFIG_FILE}); {fix}")
+    return run_dir
+
+
+def _require_checkpoint(part: Path, run_dir: Path) -> None:
+    """``ConfigError`` unless ``part`` holds a finished checkpoint: an orbax step directory
+    (orbax renames it to its step number once complete) or a process's ``<iteration>.npz``."""
+    directory = part / rundir.CHECKPOINT_DIR
+    if directory.is_dir() and (
+        rundir.part_checkpoint_steps(directory) or any(p.name.isdigit() and p.is_dir() for p in directory.iterdir())
+    ):
+        return
+    raise ConfigError(f"{run_dir} holds no checkpoint yet (its training stopped before the first save); "
+                      f"continue it with python -m jaxppo.run --resume {run_dir}, or load another run")  # fmt: skip
+
+
 def load_run(run_dir) -> LoadedRun:
     """A run's settings, latest states ``[G, S]`` and metrics; the parts of a multi-process run
-    are put back together (seed blocks in process order)."""
-    run_dir = Path(run_dir)
+    are put back together (seed blocks in process order). ``ConfigError`` if ``run_dir`` is not
+    a run directory or holds no checkpoint yet."""
+    run_dir = run_directory(run_dir)
     settings = rundir.read_settings(run_dir)
+    processes = rundir.stored_process_count(run_dir)
+    parts = [run_dir] if processes == 1 else [rundir.process_dir(run_dir, k) for k in range(processes)]
+    for part in parts:
+        _require_checkpoint(part, run_dir)
     trainer = make_trainer(settings.config)
     names = metric_names(trainer, settings)
-    processes = rundir.stored_process_count(run_dir)
     if processes == 1:
         checkpoint = rundir.restore_checkpoint(run_dir, abstract_states(trainer, settings), names)
     else:
@@ -92,17 +121,26 @@ def _joined_parts(run_dir: Path, trainer: Trainer, settings: RunSettings, names:
     )
 
 
+def _check_index(name: str, value, count: int, what: str, run_dir: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name}={value!r} must be an integer index; pass {name}=0..{count - 1}")
+    if not 0 <= value < count:
+        raise ConfigError(f"{name}={value} is out of range: {run_dir} has {count} {what}; pass {name}=0..{count - 1}")
+    return int(value)
+
+
 def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool = True):
     """A jitted ``act(obs, key) -> action`` for one trained agent of a run directory.
 
     ``obs`` is one raw observation or a batch of them; observation normalisation (if the
-    run used it) is applied with the agent's final statistics.
+    run used it) is applied with the agent's final statistics. ``seed`` and ``grid_point``
+    index the run's seeds and grid points (``ConfigError`` when out of range).
     """
+    run_dir = run_directory(run_dir)
+    settings = rundir.read_settings(run_dir)
+    seed = _check_index("seed", seed, settings.seeds, "seed(s)", run_dir)
+    grid_point = _check_index("grid_point", grid_point, len(settings.grid_hparams()[1]), "grid point(s)", run_dir)
     run = load_run(run_dir)
-    if not 0 <= seed < run.num_seeds:
-        raise ConfigError(f"seed {seed} is out of range; the run has seeds 0..{run.num_seeds - 1}")
-    if not 0 <= grid_point < run.num_grid_points:
-        raise ConfigError(f"grid_point {grid_point} is out of range; the run has 0..{run.num_grid_points - 1}")
     agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
     act = make_act(run.trainer, deterministic)
     return jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))

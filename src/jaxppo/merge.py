@@ -7,23 +7,35 @@ hosts have their own disks, copy each host's ``RUN_DIR/process<K>/`` into one ``
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from jaxppo.commandline import Parser, run_main
 from jaxppo.config import ConfigError
+
+PROG = "python -m jaxppo.merge"
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="the run directory of a multi-process run, with every process<K>/ in it")
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jaxppo.merge", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    args = parser.parse_args(argv)
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    from jaxppo import rundir
+    from jaxppo.loading import run_directory
     from jaxppo.outputs import merge_parts
 
-    try:
-        return merge_parts(args.run_dir)
-    except ConfigError as error:
-        print(f"jaxppo.merge: error: {error}", file=sys.stderr)
-        return 2
+    run_dir = run_directory(args.run_dir)
+    rundir.read_settings(run_dir)  # a malformed config.json is reported before anything is written
+    if rundir.stored_process_count(run_dir) == 1:
+        raise ConfigError(f"{run_dir} was trained by one process and has no parts to merge; its outputs are complete")
+    return merge_parts(run_dir)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ confidence interval of that mean (1.96 standard errors).
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import warnings
@@ -73,10 +72,13 @@ def curves_from_csv(path: Path, prefix: str = "") -> list[tuple[str, np.ndarray,
         raise ConfigError(f"{path} has no rows; the run recorded no iteration yet")
     by_point = defaultdict(lambda: defaultdict(dict))
     labels = {}
-    for row in rows:
-        g = int(row["grid_point"])
-        by_point[g][int(row["seed"])][int(row["iteration"])] = (int(row["env_steps"]), float(row["episode_return"]))
-        labels[g] = {name: float(row[f"hp_{name}"]) for name in HPARAM_NAMES}
+    try:
+        for row in rows:
+            g = int(row["grid_point"])
+            by_point[g][int(row["seed"])][int(row["iteration"])] = (int(row["env_steps"]), float(row["episode_return"]))
+            labels[g] = {name: float(row[f"hp_{name}"]) for name in HPARAM_NAMES}
+    except (KeyError, ValueError, TypeError) as error:
+        raise ConfigError(f"{path} is not a metrics.csv this jaxppo version wrote ({type(error).__name__}: {error})") from None
     varying = [n for n in HPARAM_NAMES if len({labels[g][n] for g in labels}) > 1]
     curves = []
     for g, seeds in sorted(by_point.items()):
@@ -88,28 +90,61 @@ def curves_from_csv(path: Path, prefix: str = "") -> list[tuple[str, np.ndarray,
     return curves
 
 
-def main(argv=None) -> int:
-    from jaxppo.rundir import METRICS_FILE, atomic_write_bytes
+PROG = "python -m jaxppo.plot"
 
-    parser = argparse.ArgumentParser(prog="python -m jaxppo.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+")
+
+def build_parser():
+    from jaxppo.commandline import Parser
+
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="directories written by python -m jaxppo.run")
     parser.add_argument("--out", default="learning_curves.png", help="PNG to write (default: %(default)s)")
     parser.add_argument("--title", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    from jaxppo.commandline import run_main
+
+    return run_main(PROG, _main, argv)
+
+
+def check_out(out: Path) -> Path:
+    """``out`` if a PNG can be written there; ``ConfigError`` (naming ``--out``) if not. Only a
+    ``.png`` name is accepted, so a mistyped ``--out`` never replaces a run's other files."""
+    import os
+
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out} does not end in .png; name the PNG file to write, e.g. --out curves.png")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; name a file in it, e.g. --out {out / 'curves.png'}")
+    parent = out.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out}: directory {parent} does not exist; create it or choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: directory {parent} is not writable; choose another --out")
+    return out
+
+
+def _main(argv) -> int:
+    from jaxppo.loading import run_directory
+    from jaxppo.rundir import METRICS_FILE, atomic_write_bytes
+
+    args = build_parser().parse_args(argv)
+    out = check_out(Path(args.out))
+    curves = []
+    for run_dir in args.run_dirs:
+        path = run_directory(run_dir) / METRICS_FILE
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} has no {METRICS_FILE} yet; plot it once its run has written one")
+        prefix = f"{Path(run_dir).name}: " if len(args.run_dirs) > 1 else ""
+        curves.extend(curves_from_csv(path, prefix))
+    title = args.title or ", ".join(Path(d).name for d in args.run_dirs)
     try:
-        curves = []
-        for run_dir in args.run_dirs:
-            path = Path(run_dir) / METRICS_FILE
-            if not path.is_file():
-                raise ConfigError(f"{run_dir} has no {METRICS_FILE}; pass the directory a jaxppo run wrote")
-            prefix = f"{Path(run_dir).name}: " if len(args.run_dirs) > 1 else ""
-            curves.extend(curves_from_csv(path, prefix))
-        title = args.title or ", ".join(Path(d).name for d in args.run_dirs)
-        atomic_write_bytes(Path(args.out), render(curves, title))
-    except ConfigError as error:
-        print(f"jaxppo.plot: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out}")
+        atomic_write_bytes(out, render(curves, title))
+    except OSError as error:
+        raise ConfigError(f"--out {out} cannot be written ({error.strerror}); choose another --out") from None
+    print(f"wrote {out}")
     return 0
 
 
