@@ -1,6 +1,10 @@
-"""The README's worked custom-environment example runs as printed and learns the corridor."""
+"""The README's examples run as printed: the custom environment learns the corridor, and a policy
+trained in gymnax drives gymnasium's CartPole-v1."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,3 +26,18 @@ def test_custom_env_example_learns_the_shortest_path(capsys):
     lengths = np.asarray(namespace["result"].metrics["episode_length"])
     assert lengths[-1] <= 6.0, lengths  # the shortest path is 5 steps; a random walk takes about 15
     assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.timeout(300)
+def test_gymnasium_example_drives_cartpole_with_a_gymnax_policy(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("gymnasium")
+    run = tmp_path / "runs" / "cartpole"  # where the example's comment trains it, relative to the cwd
+    args = ["--env", "CartPole-v1", "--seeds", "1", "--total-timesteps", "2048", "--no-progress", "--out", run]
+    trained = subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, args)], capture_output=True, text=True,
+                             env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=240)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_example("gymnasium"), "README.md", "exec"), namespace)
+    assert namespace["done"] and 1 <= namespace["episode_return"] <= 500
+    assert "gymnasium CartPole-v1: return" in capsys.readouterr().out

@@ -129,12 +129,70 @@ def _check_index(name: str, value, count: int, what: str, run_dir: Path) -> int:
     return int(value)
 
 
-def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool = True):
-    """A jitted ``act(obs, key) -> action`` for one trained agent of a run directory.
+class Policy:
+    """One trained agent of a run directory (what ``load_policy`` returns).
 
-    ``obs`` is one raw observation or a batch of them; observation normalisation (if the
-    run used it) is applied with the agent's final statistics. ``seed`` and ``grid_point``
-    index the run's seeds and grid points (``ConfigError`` when out of range).
+    ``policy(obs, key=None) -> action``: a jax array, jitted and itself jit-able; ``obs`` is one
+    observation of shape ``obs_shape`` or a batch ``[N, *obs_shape]``. A deterministic policy
+    (the mode of its action distribution) needs no key; a stochastic one samples and needs
+    one (``ConfigError`` without).
+
+    ``policy.predict(obs, key=None) -> action``: the same action on the host, for an env loop
+    outside jax such as gymnasium's: a Python ``int`` for one observation of a discrete-action
+    env, else a NumPy array (a batch, or a continuous action, clipped to the env's bounds).
+    Without a key a stochastic policy samples with its own key sequence, which starts anew
+    (at ``jax.random.key(0)``) with every ``load_policy``, so a loop repeats exactly.
+
+    Observation normalisation (if the run used it) is applied with the agent's final statistics.
+    """
+
+    def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool):
+        self._act = act  # jitted (obs, key) -> action
+        self.obs_shape = tuple(obs_shape)
+        self.action_kind = action_kind
+        self.deterministic = deterministic
+        self._key = jax.random.key(0)  # predict's sequence; also the (unused) key of a deterministic call
+
+    def __call__(self, obs, key=None):
+        obs = self._observation(obs)
+        if key is None:
+            if not self.deterministic:
+                raise ConfigError("this policy samples its actions (deterministic=False): pass a key, "
+                                  "policy(obs, jax.random.key(0)), or call policy.predict(obs)")  # fmt: skip
+            key = self._key
+        return self._act(obs, key)
+
+    def predict(self, obs, key=None):
+        if key is None and not self.deterministic:
+            self._key, key = jax.random.split(self._key)
+        action = np.asarray(self(obs, key))
+        return int(action) if self.action_kind == "discrete" and action.ndim == 0 else action
+
+    def _observation(self, obs):
+        """``obs`` as an array of one observation or a batch; ``ConfigError`` naming the shape it takes."""
+        batch = ", ".join(["N", *map(str, self.obs_shape)])
+        expected = f"one observation of shape {self.obs_shape} or a batch of shape ({batch})"
+        if not isinstance(obs, jax.Array):  # host data; a jax array (or a tracer under jit) stays as it is
+            try:
+                obs = np.asarray(obs, np.float32)
+            except (TypeError, ValueError):
+                raise ConfigError(f"observation {obs!r:.60} is not numeric; this policy takes {expected}") from None
+        shape = tuple(obs.shape)
+        if shape != self.obs_shape and (len(shape) != len(self.obs_shape) + 1 or shape[1:] != self.obs_shape):
+            raise ConfigError(f"observation of shape {shape} does not fit this policy, which takes {expected}")
+        return obs
+
+    def __repr__(self) -> str:
+        mode = "deterministic" if self.deterministic else "stochastic"
+        return f"Policy({mode}, obs_shape={self.obs_shape}, action_kind={self.action_kind!r})"
+
+
+def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool = True) -> Policy:
+    """One trained agent of a run directory as a ``Policy``: ``policy(obs, key=None)`` (jax)
+    and ``policy.predict(obs)`` (NumPy / Python actions for a host-side env loop).
+
+    ``seed`` and ``grid_point`` index the run's seeds and grid points (``ConfigError`` when out
+    of range); ``deterministic``: the mode of the action distribution, else a sample.
     """
     run_dir = run_directory(run_dir)
     settings = rundir.read_settings(run_dir)
@@ -143,4 +201,5 @@ def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool
     run = load_run(run_dir)
     agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
     act = make_act(run.trainer, deterministic)
-    return jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))
+    jitted = jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))
+    return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic)
