@@ -407,7 +407,7 @@ def quick(runs, grid_run):
         (inputs / f"{name}.toml").write_text(text)
     no_checkpoints = root / "no_checkpoints"
     no_checkpoints.mkdir()
-    shutil.copy(grid_run / "config.json", no_checkpoints / "config.json")
+    shutil.copy(runs.single / "config.json", no_checkpoints / "config.json")  # as if killed before any checkpoint
     empty = root / "empty"
     empty.mkdir()
     before = {"grid": snapshot(grid_run), "no_checkpoints": snapshot(no_checkpoints)}
@@ -427,7 +427,7 @@ def quick(runs, grid_run):
         "jaxppo.run",
         ["--resume", grid_run, "--config", inputs / "sci_grid.yaml", "--clip-coef", "0.1"],
     )
-    commands["resume_no_checkpoints"] = ("jaxppo.run", ["--resume", no_checkpoints])
+    commands["resume_no_checkpoints"] = ("jaxppo.run", ["--resume", no_checkpoints, "--no-progress"])
     commands["resume_no_config"] = ("jaxppo.run", ["--resume", empty])
     commands["resume_missing_dir"] = ("jaxppo.run", ["--resume", root / "missing"])
     commands["evaluate"] = ("jaxppo.evaluate", [grid_run, "--episodes", "2"])
@@ -496,13 +496,21 @@ def test_yaml_grid_in_exponent_notation_is_read_as_numbers(quick):
     assert "clip_coef" in line and "grid" not in line.split("different settings:")[1], line
 
 
-@pytest.mark.parametrize("name", ["resume_no_checkpoints", "resume_no_config", "resume_missing_dir"])
+@pytest.mark.parametrize("name", ["resume_no_config", "resume_missing_dir"])
 def test_resume_without_a_resumable_run_is_refused(quick, name):
     assert_one_line_error(quick.procs[name])
     assert_wrote_nothing(quick, name)
-    assert snapshot(quick.no_checkpoints) == quick.before["no_checkpoints"]
     assert list(quick.empty.iterdir()) == []
     assert not (quick.cwds[name].parent.parent / "missing").exists()
+
+
+def test_resume_of_a_run_without_a_checkpoint_trains_it_from_the_start(quick, runs):
+    proc = quick.procs["resume_no_checkpoints"]
+    assert_ok(proc)
+    assert "from iteration 0" in proc.stderr, describe(proc)
+    assert (quick.no_checkpoints / "config.json").read_bytes() == quick.before["no_checkpoints"]["config.json"]
+    assert (quick.no_checkpoints / "metrics.csv").read_text() == (runs.single / "metrics.csv").read_text()
+    assert_wrote_nothing(quick, "resume_no_checkpoints")
 
 
 # ------------------------------------------------------------------ 7. evaluate and plot commands

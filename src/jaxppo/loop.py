@@ -36,10 +36,15 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class Stopper:
-    """First SIGINT/SIGTERM: stop after the current chunk. Second: abort at once."""
+    """First SIGINT/SIGTERM: stop after the current chunk. Second: abort at once.
 
-    def __init__(self):
+    ``saved``: the iteration of the run's latest complete checkpoint (``None`` while there is
+    none), which the loop updates after every save, so that an abort says what survives it.
+    """
+
+    def __init__(self, run_dir: Path | None = None, total: int | None = None, saved: int | None = None):
         self.signal = None
+        self.run_dir, self.total, self.saved = run_dir, total, saved
         self._previous = {}
 
     def __enter__(self):
@@ -58,15 +63,21 @@ class Stopper:
             flush=True,
         )
 
-    @staticmethod
-    def _abort(signum, frame):
+    def what_survives(self) -> str:
+        if self.run_dir is None:
+            return "the latest complete checkpoint, if any, is intact"
+        resume = f"python -m jaxppo.run --resume {self.run_dir}"
+        if self.saved is None:
+            return f"no checkpoint was saved yet; {resume} trains the run again from iteration 0"
+        return f"the checkpoint of iteration {self.saved} of {self.total} is intact; continue with: {resume}"
+
+    def _abort(self, signum, frame):
         # Exit here, not by raising: an exception raised in whatever the main thread is doing
         # (orbax's save waits on worker threads, tensorstore runs C++, jax's atexit clean-up) can
         # leave a non-daemon thread that the interpreter then waits for forever, abort the process,
-        # or print a traceback. Every file is written atomically: the latest complete checkpoint is
-        # intact.
-        print(f"\n{signal.Signals(signum).name} again: aborting now; the latest complete checkpoint is intact",
-              file=sys.stderr)  # fmt: skip
+        # or print a traceback. Every file is written atomically: a checkpoint being saved is
+        # not yet the latest complete one.
+        print(f"\n{signal.Signals(signum).name} again: aborting now; {self.what_survives()}", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODES[signum])
@@ -76,6 +87,47 @@ class Stopper:
         # further signal keeps meaning "abort at once" until it has gone.
         for sig, handler in self._previous.items():
             signal.signal(sig, handler if self.signal is None else self._abort)
+
+
+DEFAULT_CHECKPOINT_FRACTION = 0.1  # of the run's iterations, between default checkpoints
+CHECKPOINT_MIN_SECONDS = 30.0  # the default cadence's spacing: a short run saves only at its end
+DEFAULT_CHECKPOINT_MINUTES = 5.0
+
+
+class CheckpointCadence:
+    """When the loop saves a checkpoint: after the last iteration, and
+
+    * with ``every`` (``--checkpoint-every K``), every K iterations;
+    * without it, once 10 % of the run's iterations were trained since the latest checkpoint
+      and at least 30 s have passed since it (or since training started): a save costs a
+      fraction of a second, so this spends at most about 1 % of the time on checkpoints, and
+      loses at most 10 % of the run, or under 30 s of training, to an abort or a crash;
+    * either way, once ``minutes`` of training have passed since the latest checkpoint (0: never).
+
+    Checkpoints fall between compiled chunks, whose length does not depend on this: the cadence
+    never changes the training numbers.
+    """
+
+    def __init__(self, total: int, every: int | None, minutes: float | None, done: int, clock=time.monotonic,
+                 by_time: bool = True):  # fmt: skip
+        self.total, self.every, self.clock = total, every, clock
+        self.seconds = DEFAULT_CHECKPOINT_MINUTES * 60 if minutes is None else minutes * 60
+        self.spacing = CHECKPOINT_MIN_SECONDS
+        if not by_time:  # processes of one run save at the same iterations, whatever their clocks say
+            self.seconds = self.spacing = 0.0
+        self.stride = max(1, math.ceil(total * DEFAULT_CHECKPOINT_FRACTION))
+        self.saved(done)
+
+    def saved(self, done: int) -> None:
+        self.last_iteration, self.last_time = done, self.clock()
+
+    def due(self, done: int) -> bool:
+        elapsed = self.clock() - self.last_time
+        if done >= self.total or (self.seconds and elapsed >= self.seconds):
+            return True
+        if self.every:
+            return done % self.every == 0
+        return done - self.last_iteration >= self.stride and elapsed >= self.spacing
 
 
 class Progress:
@@ -195,7 +247,7 @@ def train_run(trainer, settings: RunSettings, run_dir: Path, states, metrics, op
     loop.announce()
     # A signal while compiling stops after the first chunk; a second one, until this process has
     # said how it ended, aborts at once.
-    with Stopper() as stopper:
+    with Stopper(run_dir, loop.total, loop.done or None) as stopper:
         states = loop.compile(states)
         trained = loop.train(states, stopper)
         stopped_code = loop.stopped_code()
@@ -304,6 +356,8 @@ class HostLoop:
         progress = Progress(self.config.env_steps, self.grid_size * self.seeds, self.options.show_progress,
                             self.done * self.config.batch_size)  # fmt: skip
         preloaded = preload_output_modules()
+        self.cadence = CheckpointCadence(self.total, self.options.checkpoint_every, self.options.checkpoint_minutes,
+                                         self.done, by_time=jax.process_count() == 1)  # fmt: skip
         while self.done < self.total:
             length = min(self.chunk - self.done % self.chunk, self.total - self.done)
             t1 = time.perf_counter()
@@ -328,13 +382,15 @@ class HostLoop:
             logger.write(latest)
         if options.eval_every and done % options.eval_every == 0:
             self.evaluator.record(parallel.host_slice(states, self.seeds, axis=1), done, done * batch_size)
-        if options.checkpoint_every and done % options.checkpoint_every == 0 or done == self.total or stopper.signal:
+        if self.cadence.due(done) or stopper.signal:
             metrics = _concat(self.history)
             self.history = [metrics]
             preloaded()  # never import orbax in two threads at once
             rundir.save_checkpoint(self.out_dir, done, parallel.host_slice(states, self.seeds, axis=1), metrics)
             rundir.save_timings(self.out_dir, done, self.parts())
             write_metrics(self.out_dir, self.trainer, self.settings, metrics, self.seed_range.start)
+            self.cadence.saved(done)
+            stopper.saved = done
 
     def stopped_code(self) -> int | None:
         """The exit status when this process or another was stopped (it says so), else ``None``.

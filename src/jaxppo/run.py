@@ -94,7 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="run directory (default runs/<env>__<UTC timestamp>)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
-    run.add_argument("--checkpoint-every", type=_int, metavar="K", help="checkpoint every K iterations")
+    run.add_argument("--checkpoint-every", type=_int, metavar="K",
+                     help="checkpoint every K iterations (default: after every 10%% of the iterations, at "
+                          "least 30 s apart, so a short run saves only at its end); always at the end "
+                          "and on Ctrl-C")  # fmt: skip
+    run.add_argument("--checkpoint-minutes", type=_number, metavar="M",
+                     help="also checkpoint once M minutes of training passed since the latest checkpoint "
+                          "(default 5; 0: never by time)")  # fmt: skip
     run.add_argument("--eval-episodes", type=_int, metavar="N", help="evaluate the final policies on N episodes")
     run.add_argument("--eval-every", type=_int, metavar="K",
                      help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
@@ -222,6 +228,7 @@ def _start_jax(args: dict) -> None:
 def _run_options(args: dict) -> RunOptions:
     options = RunOptions(
         checkpoint_every=args.pop("checkpoint_every", None),
+        checkpoint_minutes=args.pop("checkpoint_minutes", None),
         eval_every=args.pop("eval_every", None),
         show_progress=args.pop("progress", True),
         tensorboard=args.pop("tensorboard", False),
@@ -230,6 +237,8 @@ def _run_options(args: dict) -> RunOptions:
     for flag, value in (("--checkpoint-every", options.checkpoint_every), ("--eval-every", options.eval_every)):
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
+    if options.checkpoint_minutes is not None and not options.checkpoint_minutes >= 0:
+        raise ConfigError(f"--checkpoint-minutes must be zero or positive, got {options.checkpoint_minutes:g}")
     if options.tensorboard:
         _require("tensorboardX", "--tensorboard", "tensorboard")
     if options.wandb:
@@ -284,11 +293,16 @@ def _prepare(target: _Target, options: RunOptions) -> _Start | None:
     settings.grid_hparams()  # validates the grid
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if target.resume:
-        checkpoint = rundir.restore_checkpoint(
-            rundir.part_dir(run_dir),
-            loading.abstract_states(trainer, settings, seed_range),
-            loading.metric_names(trainer, settings),
-        )
+        try:
+            checkpoint = rundir.restore_checkpoint(
+                rundir.part_dir(run_dir),
+                loading.abstract_states(trainer, settings, seed_range),
+                loading.metric_names(trainer, settings),
+            )
+        except rundir.NoCheckpoint as missing:
+            # Killed before its first checkpoint: its settings are all it has, and all it needs.
+            print(f"{missing}: training {run_dir} again from iteration 0", file=sys.stderr)
+            return _Start(trainer, None, None)
         total = settings.config.num_iterations
         if checkpoint.iteration >= total and (run_dir / rundir.SUMMARY_FILE).is_file():
             print(f"{run_dir} is finished: all {total} iterations trained, outputs in place; nothing changed "

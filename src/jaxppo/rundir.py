@@ -57,8 +57,12 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            what = "holds a run" if (out / CONFIG_FILE).exists() else "is not empty"
-            raise ConfigError(f"--out {out} {what}; pass --resume {out} to continue it, --overwrite, or another --out")
+            if not (out / CONFIG_FILE).exists():
+                raise ConfigError(f"--out {out} is not empty; choose another --out")
+            saved = saved_iterations(out)
+            what = f"its checkpoint of iteration {saved[-1]}" if saved else "iteration 0 (it has no checkpoint)"
+            raise ConfigError(f"--out {out} holds a run; pass --resume {out} to continue it from {what}, "
+                              f"--overwrite to replace it, or another --out")  # fmt: skip
         if not (out / CONFIG_FILE).exists():
             raise ConfigError(f"--out {out} is not empty and not a jaxppo run; refusing to --overwrite it")
         shutil.rmtree(out)
@@ -299,6 +303,19 @@ def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> Non
         manager.close()
 
 
+def saved_iterations(run_dir: Path) -> list[int]:
+    """Iterations of the complete checkpoints in a run directory (or any process's part), oldest
+    first, from their names alone (orbax finalises a checkpoint by renaming it to its iteration)."""
+    directories = [Path(run_dir) / CHECKPOINT_DIR, *Path(run_dir).glob(f"process*/{CHECKPOINT_DIR}")]
+    found = {int(p.name) for d in directories if d.is_dir() for p in d.iterdir() if p.name.isdigit()}
+    found |= {step for d in directories if d.is_dir() for step in part_checkpoint_steps(d)}
+    return sorted(found)
+
+
+class NoCheckpoint(ConfigError):
+    """A run directory without a complete checkpoint: resuming it trains it from the start."""
+
+
 class Checkpoint(NamedTuple):
     iteration: int
     states: Any  # TrainState with leading axes [G, S]
@@ -309,7 +326,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]) 
     """The latest complete checkpoint; ``ConfigError`` if none."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
-        raise ConfigError(f"{run_dir} has no checkpoints/ to resume from; start a new run instead of --resume")
+        raise NoCheckpoint(f"{run_dir} has no checkpoints/ to resume from")
 
     def target(step: int):
         leading = np.shape(jax.tree.leaves(abstract_states)[0])[:2]
@@ -345,7 +362,7 @@ def _restore_orbax(run_dir: Path, directory: Path, target):
     try:
         step = manager.latest_step()
         if step is None:
-            raise ConfigError(f"{directory} holds no complete checkpoint; start a new run instead of --resume")
+            raise NoCheckpoint(f"{directory} holds no complete checkpoint")
         try:
             restored = manager.restore(step, args=ocp.args.StandardRestore(target(step)))
         except Exception as error:  # orbax raises many types for damaged files

@@ -113,6 +113,7 @@ class RunOptions:
     """How a run reports and saves; none of these change the training numbers."""
 
     checkpoint_every: int | None = None
+    checkpoint_minutes: float | None = None  # None: the default (jaxppo.loop.CheckpointCadence)
     eval_every: int | None = None
     show_progress: bool = True
     tensorboard: bool = False

@@ -1,0 +1,122 @@
+"""Checkpoints, resuming and extending runs: the default checkpoint cadence, what an abort leaves,
+a run directory without a checkpoint, training a finished run longer, and resume's compilation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxppo.loop import CHECKPOINT_MIN_SECONDS, CheckpointCadence
+
+pytestmark = pytest.mark.timeout(300)
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+TINY = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "128", "--seeds", "2"]
+BATCH = 4 * 128
+
+
+def cli(*args, cwd, timeout=240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def describe(proc) -> str:
+    return f"exit status {proc.returncode}\n--- stdout:\n{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}"
+
+
+def assert_ok(proc) -> None:
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, describe(proc)
+
+
+def iterations_in(run_dir: Path) -> list[int]:
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return sorted({int(row["iteration"]) for row in csv.DictReader(handle)})
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ------------------------------------------------------------------ the checkpoint cadence
+def test_default_cadence_saves_every_tenth_of_the_run_at_least_30_s_apart():
+    clock = Clock()
+    cadence = CheckpointCadence(total=100, every=None, minutes=None, done=0, clock=clock)
+    clock.now = CHECKPOINT_MIN_SECONDS - 1
+    assert not cadence.due(10)  # a tenth of the run, but too soon after the start
+    clock.now = CHECKPOINT_MIN_SECONDS
+    assert not cadence.due(9) and cadence.due(10)
+    cadence.saved(12)
+    clock.now += CHECKPOINT_MIN_SECONDS
+    assert not cadence.due(21) and cadence.due(22)
+    assert cadence.due(100)  # the end, however soon
+
+
+def test_cadence_saves_by_time_and_by_explicit_period():
+    clock = Clock()
+    cadence = CheckpointCadence(total=1000, every=None, minutes=5, done=40, clock=clock)
+    clock.now = 5 * 60 - 1
+    assert not cadence.due(41)
+    clock.now = 5 * 60
+    assert cadence.due(41)  # five minutes of training, only 1 % of the run
+    every = CheckpointCadence(total=1000, every=7, minutes=0, done=0, clock=clock)
+    clock.now = 10**6
+    assert [i for i in range(1, 30) if every.due(i)] == [7, 14, 21, 28]  # exact periods; never by time
+    several = CheckpointCadence(total=100, every=None, minutes=None, done=0, clock=clock, by_time=False)
+    assert [i for i in range(1, 100) if several.due(i) and several.saved(i) is None][:3] == [10, 20, 30]
+
+
+def test_checkpoint_minutes_saves_between_chunks(tmp_path):
+    # 4 iterations, one per compiled chunk: each chunk ends after the (tiny) time limit.
+    proc = cli(*TINY, "--total-timesteps", 4 * BATCH, "--checkpoint-minutes", "1e-9", "--no-progress", "--out", "run",
+               cwd=tmp_path)  # fmt: skip
+    assert_ok(proc)
+    timings = json.loads((tmp_path / "run" / "timings.json").read_text())["parts_by_checkpoint"]
+    assert sorted(map(int, timings)) == [2, 3, 4]  # the three newest checkpoints' entries
+    assert timings["3"][-1]["iterations"] == [0, 3]
+
+
+# ------------------------------------------------------------------ no checkpoint yet
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+def test_an_abort_before_any_checkpoint_says_so_and_resume_trains_from_the_start(tmp_path):
+    flags = [*TINY, "--total-timesteps", 400 * BATCH]  # default cadence: nothing saved in its first 30 s
+    proc = subprocess.Popen([sys.executable, "-m", "jaxppo.run", *map(str, flags), "--out", "run"], cwd=tmp_path,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        seen = []
+        for line in proc.stderr:  # "compiled in": training has started, the signal handlers are in place
+            seen.append(line)
+            if line.startswith("compiled in"):
+                break
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # two signals at once are one (the kernel does not queue them)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = "".join(seen) + err
+    assert proc.returncode == 130, err
+    assert "intact" not in err and "no checkpoint was saved yet" in err, err
+    assert f"--resume {Path('run')}" in err, err
+    assert not list((tmp_path / "run").glob("checkpoints/[0-9]*"))
+
+    refused = cli(*flags, "--no-progress", "--out", "run", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 2 and "--resume run to continue it from iteration 0" in refused.stderr, refused.stderr
+
+    resumed = cli("--resume", "run", "--no-progress", cwd=tmp_path)
+    assert_ok(resumed)
+    assert "from iteration 0" in resumed.stderr, describe(resumed)
+    assert iterations_in(tmp_path / "run") == list(range(1, 401))
