@@ -619,7 +619,7 @@ def assert_resuming_a_finished_run_changes_nothing(run_dir: Path, cwd: Path) -> 
     before = snapshot(run_dir)
     again = cli("--resume", run_dir, "--no-progress", cwd=cwd, timeout=QUICK_TIMEOUT)
     assert_ok(again)
-    assert "finished" in again.stderr and "--total-timesteps" in again.stderr, describe(again)
+    assert "is finished" in again.stderr and "nothing changed" in again.stderr, describe(again)
     assert snapshot(run_dir) == before, "resuming a finished run rewrote its files"
 
 

@@ -97,7 +97,7 @@ import os, signal, threading, time
 from jaxppo.loop import Stopper
 
 threading.Thread(target=threading.Event().wait).start()  # a non-daemon worker, as in orbax's save
-with Stopper():
+with Stopper("run", total=80, saved=38):
     os.kill(os.getpid(), signal.SIGINT)
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(60)
@@ -112,7 +112,8 @@ def test_a_second_signal_exits_130_even_while_a_worker_thread_waits():
     )
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "SIGINT again: aborting now; the latest complete checkpoint is intact"
+        "SIGINT again: aborting now; the checkpoint of iteration 38 of 80 is intact; "
+        "continue with: python -m jaxppo.run --resume run"
     ), proc.stderr
 
 

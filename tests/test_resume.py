@@ -120,3 +120,48 @@ def test_an_abort_before_any_checkpoint_says_so_and_resume_trains_from_the_start
     assert_ok(resumed)
     assert "from iteration 0" in resumed.stderr, describe(resumed)
     assert iterations_in(tmp_path / "run") == list(range(1, 401))
+
+
+# ------------------------------------------------------------------ training a run longer
+def summary_without_timings(run_dir: Path) -> list[dict]:
+    timings = ("compile_seconds", "run_seconds", "env_steps_per_second")  # wall clock, never equal
+    points = json.loads((run_dir / "summary.json").read_text())["grid_points"]
+    return [{k: v for k, v in point.items() if k not in timings} for point in points]
+
+
+def test_a_run_without_annealing_trained_longer_equals_one_trained_that_long(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    flags = [*TINY, "--no-anneal-lr", "--eval-episodes", "2", "--no-progress"]
+    with ThreadPoolExecutor(3) as pool:
+        jobs = {
+            "short": pool.submit(cli, *flags, "--total-timesteps", 4 * BATCH, "--out", "extended", cwd=tmp_path),
+            "long": pool.submit(cli, *flags, "--total-timesteps", 8 * BATCH, "--out", "reference", cwd=tmp_path),
+            "annealed": pool.submit(cli, *TINY, "--total-timesteps", 4 * BATCH, "--no-progress", "--out", "annealed",
+                                    cwd=tmp_path),  # fmt: skip
+        }
+        for job in jobs.values():
+            assert_ok(job.result())
+    extended, reference, annealed = (tmp_path / name for name in ("extended", "reference", "annealed"))
+    annealed_files = {p: p.read_bytes() for p in annealed.rglob("*") if p.is_file()}
+    refused = {
+        "annealed": cli("--resume", annealed, "--total-timesteps", 8 * BATCH, cwd=tmp_path, timeout=120),
+        "shorter": cli("--resume", extended, "--total-timesteps", 2 * BATCH, cwd=tmp_path, timeout=120),
+    }
+    for proc in refused.values():
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, describe(proc)
+    assert "--no-anneal-lr" in refused["annealed"].stderr, describe(refused["annealed"])
+    assert {p: p.read_bytes() for p in annealed.rglob("*") if p.is_file()} == annealed_files
+
+    longer = cli("--resume", extended, "--total-timesteps", 8 * BATCH, "--no-progress", cwd=tmp_path)
+    assert_ok(longer)
+    assert (extended / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()  # bit for bit
+    assert summary_without_timings(extended) == summary_without_timings(reference)
+    summary = json.loads((extended / "summary.json").read_text())
+    assert [p["iterations"] for p in summary["parts"]] == [[0, 4], [4, 8]]
+    config = json.loads((extended / "config.json").read_text())
+    assert config["config"]["total_timesteps"] == 8 * BATCH and config["num_iterations"] == 8
+    assert [(e["total_timesteps_before"], e["from_iteration"]) for e in config["extensions"]] == [(4 * BATCH, 4)]
+    again = cli("--resume", extended, "--no-progress", cwd=tmp_path, timeout=120)  # the new budget is the run's
+    assert_ok(again)
+    assert "is finished" in again.stderr, describe(again)

@@ -185,6 +185,7 @@ class _Target(NamedTuple):
     run_dir: Path
     resume: bool
     overwrite: bool
+    extended: bool = False  # a resumed run trained to a larger --total-timesteps
 
 
 class _Start(NamedTuple):
@@ -263,10 +264,29 @@ def _resumed_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
         raise ConfigError(f"--out {flags.out} differs from --resume {flags.resume}; a resumed run continues in place")
     run = Source(f"the run in {flags.resume}", settings_as_args(stored), stored=True)
     settings = settings_from_args(args, sources=[run, *file])
-    differences = stored.differences(settings)
+    extended = _extension(flags.resume, stored, settings)
+    differences = stored.differences(settings.replace_total_timesteps(stored.config.total_timesteps))
     if differences:
         raise ConfigError(f"--resume {flags.resume} with different settings: {'; '.join(differences)}")
-    return _Target(settings, run_dir, resume=True, overwrite=False)
+    return _Target(settings, run_dir, resume=True, overwrite=False, extended=extended)
+
+
+def _extension(run_dir: str, stored: RunSettings, settings: RunSettings) -> bool:
+    """Whether ``--total-timesteps`` trains the run longer; refuses a shorter budget, and a longer
+    one for a run whose learning rate anneals to zero over its own number of iterations."""
+    old, new = stored.config, settings.config
+    if new.total_timesteps == old.total_timesteps:
+        return False
+    if new.total_timesteps < old.total_timesteps:
+        raise ConfigError(f"--resume {run_dir} --total-timesteps {new.total_timesteps}: the run's budget is "
+                          f"{old.total_timesteps}; a budget can grow, not shrink")  # fmt: skip
+    if old.anneal_lr:
+        raise ConfigError(f"--resume {run_dir} --total-timesteps {new.total_timesteps}: the run anneals its "
+                          f"learning rate to 0 over its {old.num_iterations} iterations, and a longer horizon "
+                          f"would change the schedule it trained with; only runs trained with --no-anneal-lr "
+                          f"can be trained longer (start a new run with --total-timesteps "
+                          f"{new.total_timesteps} instead)")  # fmt: skip
+    return True
 
 
 def _new_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
@@ -283,7 +303,7 @@ def _prepare(target: _Target, options: RunOptions) -> _Start | None:
     resume is finished (it says so)."""
     import jax
 
-    from jaxppo import loading, parallel, rundir
+    from jaxppo import parallel, rundir
     from jaxppo.train import make_trainer
 
     settings, run_dir = target.settings, target.run_dir
@@ -293,23 +313,7 @@ def _prepare(target: _Target, options: RunOptions) -> _Start | None:
     settings.grid_hparams()  # validates the grid
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if target.resume:
-        try:
-            checkpoint = rundir.restore_checkpoint(
-                rundir.part_dir(run_dir),
-                loading.abstract_states(trainer, settings, seed_range),
-                loading.metric_names(trainer, settings),
-            )
-        except rundir.NoCheckpoint as missing:
-            # Killed before its first checkpoint: its settings are all it has, and all it needs.
-            print(f"{missing}: training {run_dir} again from iteration 0", file=sys.stderr)
-            return _Start(trainer, None, None)
-        total = settings.config.num_iterations
-        if checkpoint.iteration >= total and (run_dir / rundir.SUMMARY_FILE).is_file():
-            print(f"{run_dir} is finished: all {total} iterations trained, outputs in place; nothing changed "
-                  f"(to train it longer: --resume {run_dir} --total-timesteps N, N above "
-                  f"{settings.config.env_steps})", file=sys.stderr)  # fmt: skip
-            return None
-        return _Start(trainer, checkpoint.states, checkpoint.metrics)
+        return _resume_start(target, trainer, seed_range)
     # Process 0 prepares the run directory; the others then add their process<K>/ parts.
     if jax.process_index() == 0:
         rundir.prepare_out_dir(run_dir, target.overwrite)
@@ -319,6 +323,39 @@ def _prepare(target: _Target, options: RunOptions) -> _Start | None:
         rundir.prepare_out_dir(rundir.part_dir(run_dir), target.overwrite)
         rundir.write_config(rundir.part_dir(run_dir), settings, trainer, seed_range)
     return _Start(trainer, None, None)
+
+
+def _resume_start(target: _Target, trainer, seed_range: range) -> _Start | None:
+    """The checkpoint to continue from (from iteration 0 when there is none); ``None`` when the
+    run is finished (it says so). An extended run's config.json records its new budget."""
+    import jax
+
+    from jaxppo import loading, rundir
+
+    settings, run_dir = target.settings, target.run_dir
+    try:
+        checkpoint = rundir.restore_checkpoint(
+            rundir.part_dir(run_dir),
+            loading.abstract_states(trainer, settings, seed_range),
+            loading.metric_names(trainer, settings),
+        )
+    except rundir.NoCheckpoint as missing:
+        # Killed before its first checkpoint: its settings are all it has, and all it needs.
+        print(f"{missing}: training {run_dir} again from iteration 0", file=sys.stderr)
+        checkpoint = rundir.Checkpoint(0, None, None)
+    total = settings.config.num_iterations
+    if checkpoint.iteration >= total and (run_dir / rundir.SUMMARY_FILE).is_file():
+        longer = "" if settings.config.anneal_lr else (
+            f"; to train it longer: --resume {run_dir} --total-timesteps N, N above {settings.config.env_steps}")
+        print(f"{run_dir} is finished: all {total} iterations trained, outputs in place; nothing changed{longer}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    if target.extended:
+        if jax.process_index() == 0:
+            rundir.record_extension(run_dir, settings, trainer, checkpoint.iteration)
+        if jax.process_count() > 1:
+            rundir.record_extension(rundir.part_dir(run_dir), settings, trainer, checkpoint.iteration)
+    return _Start(trainer, checkpoint.states, checkpoint.metrics)
 
 
 def _join_processes(address: str | None, count: int | None, index: int | None) -> None:

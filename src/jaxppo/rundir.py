@@ -162,6 +162,22 @@ def write_config(run_dir: Path, settings: RunSettings, resolved, seed_range: ran
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def record_extension(run_dir: Path, settings: RunSettings, resolved, iteration: int) -> None:
+    """config.json of a run trained longer: its new budget, and in ``extensions`` the budget it
+    had, where the longer training started and the environment that continued it."""
+    from datetime import datetime, timezone
+
+    path = Path(run_dir) / CONFIG_FILE
+    data = json.loads(path.read_text())
+    extension = {"total_timesteps_before": data["config"]["total_timesteps"], "from_iteration": int(iteration),
+                 "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": environment_info()}
+    data["config"]["total_timesteps"] = data["resolved_config"]["total_timesteps"] = settings.config.total_timesteps
+    data["num_iterations"] = resolved.config.num_iterations
+    data["env_steps_per_seed"] = resolved.config.env_steps
+    data["extensions"] = [*data.get("extensions", []), extension]
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
 def read_settings(run_dir: Path) -> RunSettings:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():

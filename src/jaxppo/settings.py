@@ -85,6 +85,9 @@ class RunSettings:
             if mine.get(key) != theirs.get(key)
         ]
 
+    def replace_total_timesteps(self, total_timesteps: int) -> RunSettings:
+        return dataclasses.replace(self, config=self.config.replace(total_timesteps=total_timesteps))
+
     def grid_hparams(self) -> Grid:
         return Grid(*hparam_grid(PPOHParams(**self.hparams), **self.grid))
 
