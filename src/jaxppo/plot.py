@@ -1,13 +1,16 @@
 """Learning-curve plots. ``python -m jaxppo.plot RUN_DIR [RUN_DIR ...] [--out FILE]`` overlays runs.
 
 A curve is the per-iteration mean raw episode return, carried forward through iterations
-that finished no episode, averaged over seeds; the band is a 95 % normal-approximation
-confidence interval of that mean (1.96 standard errors).
+that finished no episode (with ``--smooth W``, then averaged over a trailing window of W
+iterations), averaged over seeds. The band is a 95 % percentile-bootstrap confidence interval
+of that mean across seeds (1000 resamples, a fixed seed: the same runs give the same plot); it
+stays within the returns the seeds reached, e.g. under CartPole's 500.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 import warnings
 from collections import defaultdict
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxppo.config import ConfigError
+from jaxppo.stats import bootstrap_mean_band
 
 
 def forward_fill(values: np.ndarray) -> np.ndarray:
@@ -27,18 +31,33 @@ def forward_fill(values: np.ndarray) -> np.ndarray:
     return filled
 
 
-def curve_band(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95 % band over seeds of ``returns`` ``[S, n]`` (forward-filled)."""
-    filled = forward_fill(returns)
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of the finite values among the last ``window`` along the last axis (NaN where none)."""
+    values = np.asarray(values, np.float64)
+    if window <= 1:
+        return values
+    finite = ~np.isnan(values)
+    pad = [(0, 0)] * (values.ndim - 1) + [(1, 0)]
+    # Prefix sums: the window ending at i sums prefix[i + 1] - prefix[max(i + 1 - window, 0)].
+    sums = np.pad(np.cumsum(np.where(finite, values, 0.0), axis=-1), pad)
+    counts = np.pad(np.cumsum(finite, axis=-1), pad)
+    start = np.maximum(np.arange(1, values.shape[-1] + 1) - window, 0)
+    total, count = sums[..., 1:] - sums[..., start], counts[..., 1:] - counts[..., start]
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def curve_band(returns: np.ndarray, smooth: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds of ``returns`` ``[S, n]`` (forward-filled, then ``smooth``ed over a trailing
+    window of iterations) and its 95 % bootstrap band ``(mean, low, high)``."""
+    filled = trailing_mean(forward_fill(returns), smooth)
     with warnings.catch_warnings():  # all-NaN columns (no episode finished yet) are expected
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(filled, axis=0)
-        count = np.sum(~np.isnan(filled), axis=0)
-        sem = np.nanstd(filled, axis=0) / np.sqrt(np.maximum(count, 1))
-    return mean, mean - 1.96 * sem, mean + 1.96 * sem
+    low, high = bootstrap_mean_band(filled)
+    return mean, low, high
 
 
-def render(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> bytes:
+def render(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str, smooth: int = 1) -> bytes:
     """PNG bytes: one labelled line with its band per ``(label, env_steps [n], returns [S, n])``."""
     import matplotlib
 
@@ -47,16 +66,16 @@ def render(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> byte
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for label, steps, returns in curves:
-        mean, low, high = curve_band(returns)
+        mean, low, high = curve_band(returns, smooth)
         (line,) = ax.plot(steps, mean, label=f"{label} (n={returns.shape[0]})", linewidth=1.8)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps per seed")
-    ax.set_ylabel("episode return (raw)")
+    ax.set_ylabel("episode return (raw" + (f", mean of {smooth} iterations)" if smooth > 1 else ")"))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     if curves:
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(loc="best", fontsize="small", title="mean, 95 % bootstrap CI over seeds", title_fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -64,42 +83,107 @@ def render(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str) -> byte
     return buffer.getvalue()
 
 
-def curves_from_csv(path: Path, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+def grid_curves(path: Path) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """Per grid point of a metrics.csv: ``(hyperparameters, env_steps [n], episode_return [S, n])``."""
     from jaxppo.rundir import HPARAM_NAMES, read_csv
 
     rows = read_csv(path)
     if not rows:
         raise ConfigError(f"{path} has no rows; the run recorded no iteration yet")
     by_point = defaultdict(lambda: defaultdict(dict))
-    labels = {}
+    hparams = {}
     try:
         for row in rows:
             g = int(row["grid_point"])
             by_point[g][int(row["seed"])][int(row["iteration"])] = (int(row["env_steps"]), float(row["episode_return"]))
-            labels[g] = {name: float(row[f"hp_{name}"]) for name in HPARAM_NAMES}
+            hparams[g] = {name: float(row[f"hp_{name}"]) for name in HPARAM_NAMES}
+        curves = []
+        for g, seeds in sorted(by_point.items()):
+            iterations = sorted(next(iter(seeds.values())))
+            steps = np.array([seeds[min(seeds)][i][0] for i in iterations])
+            returns = np.array([[seeds[s][i][1] for i in iterations] for s in sorted(seeds)])
+            curves.append((hparams[g], steps, returns))
     except (KeyError, ValueError, TypeError) as error:
-        raise ConfigError(f"{path} is not a metrics.csv this jaxppo version wrote ({type(error).__name__}: {error})") from None
-    varying = [n for n in HPARAM_NAMES if len({labels[g][n] for g in labels}) > 1]
-    curves = []
-    for g, seeds in sorted(by_point.items()):
-        iterations = sorted(next(iter(seeds.values())))
-        steps = np.array([seeds[min(seeds)][i][0] for i in iterations])
-        returns = np.array([[seeds[s][i][1] for i in iterations] for s in sorted(seeds)])
-        label = ", ".join(f"{n}={labels[g][n]:g}" for n in varying) or "defaults"
-        curves.append((f"{prefix}{label}", steps, returns))
+        raise ConfigError(f"{path} is not a metrics.csv this jaxppo version wrote ({type(error).__name__}: "
+                          f"{error})") from None  # fmt: skip
     return curves
+
+
+def curves_from_csv(path: Path, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``render``'s curves of one run, each labelled by the hyperparameters its grid point sweeps."""
+    curves = grid_curves(path)
+    labels = _labels([point for point, _, _ in curves])
+    return [(f"{prefix}{label}", steps, returns) for label, (_, steps, returns) in zip(labels, curves, strict=True)]
+
+
+def _format(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _varying(descriptions: list[dict]) -> list[str]:
+    """The keys whose values differ between ``descriptions`` (in first-seen order)."""
+    keys = list(dict.fromkeys(k for d in descriptions for k in d))
+    return [k for k in keys if len({_format(d.get(k)) for d in descriptions}) > 1]
+
+
+def _labels(descriptions: list[dict]) -> list[str]:
+    varying = _varying(descriptions)
+    return [", ".join(f"{k}={_format(d.get(k))}" for k in varying) or "defaults" for d in descriptions]
+
+
+def _run_description(run_dir: Path) -> dict:
+    """What tells a run's curves apart from another run's: env, settings (as resolved), base seed."""
+    from jaxppo.rundir import CONFIG_FILE, read_settings
+
+    settings = read_settings(run_dir)
+    stored = json.loads((run_dir / CONFIG_FILE).read_text())
+    config = dict(stored.get("resolved_config") or settings.to_json()["config"])
+    config.pop("env_id", None)
+    return {"env": settings.config.env_id, **config, "base_seed": settings.seed}
+
+
+def comparison(run_dirs) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], str, list[str]]:
+    """``render``'s curves of several runs, their title and warnings: each curve is labelled by what
+    differs between the curves (env, swept values, settings), the title names the env(s) and what is
+    swept; a warning when the runs are of different envs."""
+    from jaxppo.loading import run_directory
+    from jaxppo.rundir import METRICS_FILE
+
+    descriptions, curves, names = [], [], []
+    for run_dir in map(run_directory, run_dirs):
+        if not (run_dir / METRICS_FILE).is_file():
+            raise ConfigError(f"{run_dir} has no {METRICS_FILE} yet; plot it once its run has written one")
+        run = _run_description(run_dir)
+        for hparams, steps, returns in grid_curves(run_dir / METRICS_FILE):
+            descriptions.append({"env": run["env"], **hparams, **run})
+            curves.append((steps, returns))
+            names.append(run_dir.name)
+    labels = _labels(descriptions)
+    if len(set(labels)) < len(labels):  # the same settings twice: only the directories tell them apart
+        labels = [f"{label} ({name})" for label, name in zip(labels, names, strict=True)]
+    envs = list(dict.fromkeys(d["env"] for d in descriptions))
+    swept = [k for k in _varying(descriptions) if k != "env"]
+    title = " vs ".join(envs) + ", PPO" + (f", sweeping {', '.join(swept)}" if swept else "")
+    notes = []
+    if len(envs) > 1:
+        per_run = ", ".join(f"{n}: {d['env']}" for n, d in dict(zip(names, descriptions, strict=True)).items())
+        notes.append(f"these runs are of different envs ({per_run}); their returns are on different scales")
+    return [(label, *curve) for label, curve in zip(labels, curves, strict=True)], title, notes
 
 
 PROG = "python -m jaxppo.plot"
 
 
 def build_parser():
-    from jaxppo.commandline import Parser
+    from jaxppo.commandline import Parser, integer
 
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="directories written by python -m jaxppo.run")
     parser.add_argument("--out", default="learning_curves.png", help="PNG to write (default: %(default)s)")
-    parser.add_argument("--title", default=None)
+    parser.add_argument("--title", default=None, help="plot title (default: the env(s) and what the curves sweep)")
+    parser.add_argument("--smooth", type=integer(1, what="a positive number of iterations"), default=1, metavar="W",
+                        help="average each seed's curve over a trailing window of W iterations before the mean "
+                             "and band are taken (default: %(default)s, unsmoothed)")  # fmt: skip
     return parser
 
 
@@ -127,21 +211,15 @@ def check_out(out: Path) -> Path:
 
 
 def _main(argv) -> int:
-    from jaxppo.loading import run_directory
-    from jaxppo.rundir import METRICS_FILE, atomic_write_bytes
+    from jaxppo.rundir import atomic_write_bytes
 
     args = build_parser().parse_args(argv)
     out = check_out(Path(args.out))
-    curves = []
-    for run_dir in args.run_dirs:
-        path = run_directory(run_dir) / METRICS_FILE
-        if not path.is_file():
-            raise ConfigError(f"{run_dir} has no {METRICS_FILE} yet; plot it once its run has written one")
-        prefix = f"{Path(run_dir).name}: " if len(args.run_dirs) > 1 else ""
-        curves.extend(curves_from_csv(path, prefix))
-    title = args.title or ", ".join(Path(d).name for d in args.run_dirs)
+    curves, title, notes = comparison(args.run_dirs)
+    for note in notes:
+        print(f"{PROG}: warning: {note}", file=sys.stderr)
     try:
-        atomic_write_bytes(out, render(curves, title))
+        atomic_write_bytes(out, render(curves, args.title or title, args.smooth))
     except OSError as error:
         raise ConfigError(f"--out {out} cannot be written ({error.strerror}); choose another --out") from None
     print(f"wrote {out}")

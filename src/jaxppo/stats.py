@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -43,3 +45,38 @@ def summarize(values) -> dict:
         "ci95": list(bootstrap_ci(finite)),
         "n": int(finite.size),
     }
+
+
+def bootstrap_mean_band(values, confidence: float = 0.95, resamples: int = 1000, seed: int = 0):
+    """Percentile-bootstrap CI of the mean over the first axis of ``values`` ``[S, n]``, for every
+    column at once: ``(low, high)``, each ``[n]``.
+
+    A resample's mean is a convex combination of the data, so the band never leaves the range
+    the column's values span (a capped return stays under its cap). NaNs (a seed without a value
+    yet) are left out of each resample's mean; a column without any value gives NaN. The fixed
+    ``seed`` makes the same data give the same band. Resamples are multinomial counts ``[R, S]``,
+    applied by one matrix product, so 64 seeds x 1000 columns take milliseconds.
+    """
+    x = np.asarray(values, np.float64)
+    count, columns = x.shape
+    low, high = np.full(columns, np.nan), np.full(columns, np.nan)
+    finite = ~np.isnan(x)
+    if count == 0 or not finite.any():
+        return low, high
+    weights = np.random.default_rng(seed).multinomial(count, np.full(count, 1.0 / count), size=resamples)
+    weights = weights.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample that drew only seeds without a value
+        means = (weights @ np.where(finite, x, 0.0)) / (weights @ finite)
+    tail = (1.0 - confidence) / 2.0
+    complete, partial = finite.all(axis=0), finite.any(axis=0) & ~finite.all(axis=0)
+    if complete.any():
+        low[complete], high[complete] = np.quantile(means[:, complete], [tail, 1.0 - tail], axis=0)
+    if partial.any():
+        with warnings.catch_warnings():  # a column whose resamples all drew seeds without a value
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low[partial], high[partial] = np.nanquantile(means[:, partial], [tail, 1.0 - tail], axis=0)
+    reached = finite.any(axis=0)
+    # Rounding of the weighted sums may step a last bit outside the data's range.
+    low[reached] = np.clip(low[reached], np.nanmin(x[:, reached], axis=0), np.nanmax(x[:, reached], axis=0))
+    high[reached] = np.clip(high[reached], np.nanmin(x[:, reached], axis=0), np.nanmax(x[:, reached], axis=0))
+    return low, high
