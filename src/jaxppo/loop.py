@@ -331,7 +331,10 @@ class HostLoop:
             else:
                 states = parallel.pad_seeds(states, 1, self.padded)
                 states = jax.device_put(states, NamedSharding(self.mesh, P(None, parallel.SEED_AXIS)))
-                self.states_like = states
+                # Shapes and dtypes alone, as the init's outputs that a new run compiles for: lowered
+                # for the arrays themselves (their shardings), the program differed from the new run's
+                # and missed the compilation cache (several seconds of compiling on every resume).
+                self.states_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), states)
             self.program(min(self.chunk, self.total - self.done) if self.done < self.total else self.chunk)
             if states is None:
                 states = init_compiled()(keys, self.grid)
