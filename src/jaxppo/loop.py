@@ -131,35 +131,72 @@ class CheckpointCadence:
 
 
 class Progress:
-    """tqdm bar over env steps of all agents, advanced after every chunk of iterations.
+    """Training progress over env steps of all agents, advanced after every chunk of iterations.
 
-    Chunks are short (about 2 % of the run), so the bar moves during training without a host
+    On a terminal, a tqdm bar; otherwise (a log file, a pipe, CI) one plain line about every
+    10 % of the run, since a bar redrawn with carriage returns is one endless line there. The
+    return shown is the mean over seeds of the last 100 episodes' return: of the single grid
+    point, or of the best one in a grid.
+
+    Chunks are short (about 2 % of the run), so it moves during training without a host
     callback inside the compiled loop, which keeps the executable cacheable on disk.
     """
 
-    def __init__(self, total_steps: int, agents: int, enabled: bool, start_steps: int = 0):
-        self.agents = agents
-        self.bar = None
-        if enabled:
+    LINES = 10  # plain lines per run
+
+    def __init__(self, total_steps: int, agents: int, enabled: bool, start_steps: int = 0, stream=None):
+        self.agents, self.total, self.start = agents, total_steps * agents, start_steps * agents
+        self.stream = sys.stderr if stream is None else stream
+        self.bar, self.lines = None, enabled and not _is_terminal(self.stream)
+        self.next_line = self._line_after(self.start)
+        self.t0 = time.perf_counter()
+        if enabled and not self.lines:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps * agents, initial=start_steps * agents, unit="step",
-                            unit_scale=True, dynamic_ncols=True, file=sys.stderr, desc="training")  # fmt: skip
+            self.bar = tqdm(total=self.total, initial=self.start, unit="step", unit_scale=True, dynamic_ncols=True,
+                            file=self.stream, desc="training")  # fmt: skip
+
+    def _line_after(self, steps: int) -> int:
+        tenth = max(1, self.total // self.LINES)
+        return min(self.total, (steps // tenth + 1) * tenth)
 
     def update(self, env_steps: int, returns: np.ndarray) -> None:
-        if self.bar is None:
-            return
-        returns = np.asarray(returns, np.float64)
-        if np.isfinite(returns).any():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                text = f"return mean {np.nanmean(returns):.1f} min {np.nanmin(returns):.1f}"
-            self.bar.set_postfix_str(text, refresh=False)
-        self.bar.update(env_steps * self.agents - self.bar.n)
+        steps, text = env_steps * self.agents, return_text(returns)
+        if self.bar is not None:
+            if text:
+                self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(steps - self.bar.n)
+        elif self.lines and steps >= self.next_line:
+            self.next_line = self._line_after(steps)
+            elapsed = time.perf_counter() - self.t0
+            rate = f", {(steps - self.start) / elapsed:,.0f} steps/s" if elapsed > 0 else ""
+            print(f"training: {100 * steps / self.total:3.0f}% ({steps:,} of {self.total:,} steps, {elapsed:.1f} s"
+                  f"{rate}){'; ' + text if text else ''}", file=self.stream, flush=True)  # fmt: skip
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def return_text(returns: np.ndarray) -> str:
+    """The progress's return field from ``[G, S]`` returns (NaN where no episode ended yet)."""
+    returns = np.asarray(returns, np.float64)
+    if not np.isfinite(returns).any():
+        return ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(returns, axis=-1)  # per grid point, over seeds
+        if returns.shape[0] == 1:
+            return f"return mean {means[0]:.1f} min {np.nanmin(returns):.1f}"
+        best = int(np.nanargmax(means))
+        return f"best grid point {best}: return mean {means[best]:.1f} min {np.nanmin(returns[best]):.1f}"
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
 
 
 CHUNKS_PER_RUN = 50  # progress and Ctrl-C granularity: about 2 % of the run per compiled call
