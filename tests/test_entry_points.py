@@ -161,3 +161,12 @@ def test_library_errors_speak_to_a_library_user(run_dir, tmp_path):
     assert "seed=" in _library_message(lambda: load_policy(run_dir, seed=2))
     assert "grid_point=" in _library_message(lambda: load_policy(run_dir, grid_point=-1))
     assert "seed=" in _library_message(lambda: load_policy(run_dir, seed="0"))
+
+
+def test_plot_never_replaces_a_runs_own_plot(capsys, run_dir, tmp_path, monkeypatch):
+    run = _copy(run_dir, tmp_path)
+    before = _snapshot(run)
+    assert "--out" in _one_line_error(capsys, "plot", [run, "--out", run / "learning_curves.png"])
+    monkeypatch.chdir(run)  # the default --out, learning_curves.png, in a run directory
+    assert "--out" in _one_line_error(capsys, "plot", ["."])
+    assert _snapshot(run) == before

@@ -179,7 +179,8 @@ def build_parser():
 
     parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="directories written by python -m jaxppo.run")
-    parser.add_argument("--out", default="learning_curves.png", help="PNG to write (default: %(default)s)")
+    parser.add_argument("--out", default="learning_curves.png",
+                        help="PNG to write, never a run's own plot (default: %(default)s)")
     parser.add_argument("--title", default=None, help="plot title (default: the env(s) and what the curves sweep)")
     parser.add_argument("--smooth", type=integer(1, what="a positive number of iterations"), default=1, metavar="W",
                         help="average each seed's curve over a trailing window of W iterations before the mean "
@@ -195,11 +196,16 @@ def main(argv=None) -> int:
 
 def check_out(out: Path) -> Path:
     """``out`` if a PNG can be written there; ``ConfigError`` (naming ``--out``) if not. Only a
-    ``.png`` name is accepted, so a mistyped ``--out`` never replaces a run's other files."""
+    ``.png`` name is accepted, and never a run's own plot, so ``--out`` replaces no file of a run."""
     import os
+
+    from jaxppo.rundir import CONFIG_FILE, PLOT_FILE
 
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out} does not end in .png; name the PNG file to write, e.g. --out curves.png")
+    if out.name == PLOT_FILE and (out.parent / CONFIG_FILE).is_file():
+        raise ConfigError(f"--out {out} is the run's own plot, which plot does not replace; "
+                          f"choose another --out, e.g. --out {out.with_name('compare.png')}")  # fmt: skip
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; name a file in it, e.g. --out {out / 'curves.png'}")
     parent = out.parent
