@@ -15,7 +15,8 @@ PROG = "python -m jaxppo.evaluate"
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description="Evaluate every agent (grid point x seed) of a run from its latest "
+                    "checkpoint: mean episode returns per grid point and seed.")  # fmt: skip
     parser.add_argument("run_dir", help="a directory written by python -m jaxppo.run")
     parser.add_argument("--episodes", type=integer(1, what="a positive integer"), default=10,
                         help="episodes per agent (default: %(default)s)")  # fmt: skip

@@ -16,7 +16,8 @@ PROG = "python -m jaxppo.merge"
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description="Merge the process<K>/ parts of a multi-process run into its "
+                    "metrics.csv, eval.csv, summary.json and plot.")  # fmt: skip
     parser.add_argument("run_dir", help="the run directory of a multi-process run, with every process<K>/ in it")
     return parser
 

@@ -177,7 +177,9 @@ PROG = "python -m jaxppo.plot"
 def build_parser():
     from jaxppo.commandline import Parser, integer
 
-    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description="Plot the learning curves of one or more runs into one PNG: per grid "
+                    "point, the mean episode return over seeds against env steps, with a 95 % bootstrap "
+                    "confidence band of that mean.")  # fmt: skip
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="directories written by python -m jaxppo.run")
     parser.add_argument("--out", default="learning_curves.png",
                         help="PNG to write, never a run's own plot (default: %(default)s)")
