@@ -8,7 +8,7 @@ from jaxppo import xla_cpu
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
 from jaxppo.evaluation import evaluate
 from jaxppo.gae import compute_gae
-from jaxppo.loading import load_policy, load_run
+from jaxppo.loading import Policy, load_policy, load_run
 from jaxppo.parallel import train_many
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
 from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices  # noqa: F401  (older homes; see xla_cpu)
@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "PPOConfig",
     "PPOHParams",
+    "Policy",
     "TrainResult",
     "TrainState",
     "Trainer",
