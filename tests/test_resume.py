@@ -170,17 +170,19 @@ def test_a_run_without_annealing_trained_longer_equals_one_trained_that_long(tmp
 # ------------------------------------------------------------------ resume and the compilation cache
 def test_a_resumed_run_compiles_nothing_that_its_first_session_cached(tmp_path):
     env = {**ENV, "JAXPPO_CACHE_DIR": str(tmp_path / "cache")}
-    flags = [*TINY, "--total-timesteps", 8 * BATCH, "--checkpoint-every", "2", "--no-progress"]
+    # Checkpoints every 5 of 100 iterations make the chunks 5 iterations long; the resume, without
+    # that flag, keeps them so (its own choice would be 2): the same program.
+    flags = [*TINY, "--total-timesteps", 100 * BATCH, "--checkpoint-every", "5", "--no-progress"]
     first = subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, flags), "--out", "run"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
     assert_ok(first)
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert any(name.startswith("jit__lambda") for name in cached), cached  # the chunk program
     finished = (tmp_path / "run" / "metrics.csv").read_text()
-    # As if stopped after iteration 6: its latest checkpoint then was 6, and nothing was summarised.
+    # As if stopped after iteration 95: its latest checkpoint then was 95, and nothing was summarised.
     import shutil
 
-    shutil.rmtree(tmp_path / "run" / "checkpoints" / "8")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "100")
     (tmp_path / "run" / "summary.json").unlink()
     resumed = subprocess.run([sys.executable, "-m", "jaxppo.run", "--resume", "run", "--no-progress"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
@@ -188,4 +190,4 @@ def test_a_resumed_run_compiles_nothing_that_its_first_session_cached(tmp_path):
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached, "the resumed run compiled anew"
     assert (tmp_path / "run" / "metrics.csv").read_text() == finished
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert [p["iterations"] for p in summary["parts"]] == [[0, 6], [6, 8]]
+    assert [(p["iterations"], p["chunk"]) for p in summary["parts"]] == [([0, 95], 5), ([95, 100], 5)]

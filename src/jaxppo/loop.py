@@ -310,7 +310,8 @@ class HostLoop:
         self.config = trainer.config
         self.total = self.config.num_iterations
         self.done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
-        self.chunk = chunk_length(self.total, options.checkpoint_every, options.eval_every)
+        self.earlier_parts = self._earlier_parts()
+        self.chunk = self._chunk_length()
         self.evaluator = Evaluator(trainer, settings, self.out_dir, self.done, self.seed_range.start)
         self.loggers = [TensorBoard(self.out_dir, settings, self.done, self.seed_range)] if options.tensorboard else []
         if options.wandb:
@@ -324,7 +325,6 @@ class HostLoop:
         self.programs = {}  # chunk length -> compiled program
         self.states_like = None  # what the chunk programs are compiled for
         self.compile_seconds = self.run_seconds = 0.0
-        self.earlier_parts = self._earlier_parts()
         self.first = self.done  # where this session's part of the run starts
         self.stopped = None  # the signal that stopped this process's training
 
@@ -335,10 +335,19 @@ class HostLoop:
         parts = rundir.read_timings(self.out_dir, self.done)
         return parts or [{"iterations": [0, self.done], "compile_seconds": None, "run_seconds": None}]
 
+    def _chunk_length(self) -> int:
+        """A resumed run keeps the chunk length it had where that still fits (divides the run, the
+        checkpoint and evaluation periods): the same program, from the compilation cache."""
+        periods = (self.options.checkpoint_every, self.options.eval_every)
+        before = self.earlier_parts[-1].get("chunk") if self.earlier_parts else None
+        if before and self.total % before == 0 and all(p % before == 0 for p in periods if p):
+            return before
+        return chunk_length(self.total, *periods)
+
     def parts(self) -> list[dict]:
         """Every session's iterations and timings, this one's so far included."""
         mine = {"iterations": [self.first, self.done], "compile_seconds": self.compile_seconds,
-                "run_seconds": self.run_seconds}  # fmt: skip
+                "run_seconds": self.run_seconds, "chunk": self.chunk}  # fmt: skip
         return [*self.earlier_parts, mine]
 
     def announce(self) -> None:
