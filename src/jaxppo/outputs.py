@@ -31,7 +31,7 @@ class Part:
     eval_returns: np.ndarray | None  # [G, S, episodes]
     diverged_at: np.ndarray  # [G, S]
     # Each session that trained the run (a new run, then every --resume): {"iterations": [first,
-    # last], "compile_seconds", "run_seconds"}; seconds are None where they were not recorded.
+    # last], "compile_seconds", "run_seconds", "chunk"}; seconds are None where they were not recorded.
     parts: tuple[dict, ...]
 
     FILE = "part.npz"
@@ -66,7 +66,14 @@ class Part:
         with np.load(directory / cls.FILE) as data:
             metrics = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("metric/")}
             eval_returns = data["eval_returns"] if "eval_returns" in data.files else None
-            return cls(metrics, eval_returns, data["diverged_at"], tuple(json.loads(str(data["parts"]))))
+            if "parts" in data.files:
+                parts = tuple(json.loads(str(data["parts"])))
+            else:  # saved before sessions were recorded: one session of the part's iterations
+                compile_seconds, run_seconds = (float(x) for x in data["seconds"])
+                iterations = int(np.shape(metrics["env_steps"])[-1])
+                parts = ({"iterations": [0, iterations], "compile_seconds": compile_seconds,
+                          "run_seconds": run_seconds},)  # fmt: skip
+            return cls(metrics, eval_returns, data["diverged_at"], parts)
 
     @classmethod
     def concatenate(cls, parts: list[Part]) -> Part:
