@@ -167,9 +167,31 @@ def main(argv=None) -> int:
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # outside the training loop (which saves and exits by itself)
-        print(f"{PROG}: interrupted; the latest complete checkpoint (if any) is intact", file=sys.stderr)
+    except _Interrupted as interrupted:  # outside the training loop (which saves and exits by itself)
+        print(f"{PROG}: interrupted; {interrupted.what_survives()}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # before a run directory was chosen
+        print(f"{PROG}: interrupted before anything was written", file=sys.stderr)
+        return 130
+
+
+class _Interrupted(Exception):
+    """Ctrl-C outside the training loop, once the run directory is known."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+    def what_survives(self) -> str:
+        from jaxppo import rundir
+
+        if not (self.run_dir / rundir.CONFIG_FILE).is_file():
+            return f"nothing was written to {self.run_dir}"
+        saved = rundir.saved_iterations(self.run_dir)
+        resume = f"{PROG} --resume {self.run_dir}"
+        if not saved:
+            return f"{self.run_dir} holds no checkpoint; {resume} trains it from iteration 0"
+        return f"the checkpoint of iteration {saved[-1]} in {self.run_dir} is intact; continue with: {resume}"
 
 
 class _OutFlags(NamedTuple):
@@ -201,12 +223,15 @@ def _main(argv) -> int:
     options = _run_options(args)
     file = [Source(f"config file {args['config']}", read_config_file(args["config"]))] if "config" in args else []
     target = _resumed_run(flags, file, args) if flags.resume else _new_run(flags, file, args)
-    start = _prepare(target, options)
-    if start is None:  # a finished run: nothing to train, nothing rewritten
-        return 0
-    from jaxppo.loop import train_run
+    try:
+        start = _prepare(target, options)
+        if start is None:  # a finished run: nothing to train, nothing rewritten
+            return 0
+        from jaxppo.loop import train_run
 
-    return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
+        return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
+    except KeyboardInterrupt:
+        raise _Interrupted(target.run_dir) from None
 
 
 def _start_jax(args: dict) -> None:
