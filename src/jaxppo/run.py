@@ -89,11 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_int, help="number of seeds trained together (default 8)")
     run.add_argument("--seed", type=_int, help="base random seed (default 0)")
     run.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
-                     help="sweep a PPOHParams field; several --grid give the Cartesian product")  # fmt: skip
+                     help="sweep a PPOHParams field; several --grid give the Cartesian product; a swept "
+                          "field cannot also be given one value (by its flag or a config file)")  # fmt: skip
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
     run.add_argument("--out", metavar="DIR", help="run directory (default runs/<env>__<UTC timestamp>)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the run in DIR from its latest checkpoint (from iteration 0 if it has "
+                          "none); a finished run is left as it is, unless a larger --total-timesteps trains "
+                          "it longer (runs trained with --no-anneal-lr only: annealing ties the learning "
+                          "rate to the old budget)")  # fmt: skip
     run.add_argument("--checkpoint-every", type=_int, metavar="K",
                      help="checkpoint every K iterations (default: after every 10%% of the iterations, at "
                           "least 30 s apart, so a short run saves only at its end); always at the end "
@@ -125,9 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address of process 0, which every process joins")  # fmt: skip
     hosts.add_argument("--num-processes", type=_int, metavar="N", help="how many processes share the run")
     hosts.add_argument("--process-id", type=_int, metavar="K", help="this process's index, 0 .. N-1")
+    _add_ppo_flags(p)
+    return p
+
+
+def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
+    """A flag per ``PPOConfig`` and ``PPOHParams`` field."""
     ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof"):
-        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_steps if name == "total_timesteps" else _int)
+    ppo.add_argument("--total-timesteps", dest="total_timesteps", type=_steps, metavar="N",
+                     help="env steps per seed, e.g. 5e5 (with --resume: a larger N trains the run longer)")  # fmt: skip
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof"):
+        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_int)
     for name in BOOL_FIELDS:
         ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction)
     ppo.add_argument("--target-kl", dest="target_kl", type=_optional_number, help="early-stop KL, or none")
@@ -139,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     hp = p.add_argument_group("PPOHParams (traced; sweepable with --grid)")
     for name in HPARAM_FIELDS:
         hp.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_number)
-    return p
 
 
 # ------------------------------------------------------------ the run
