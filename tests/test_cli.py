@@ -604,7 +604,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
 
 
 def assert_timings_add_up_over_parts(summary: dict, boundaries: list[int], agents: int) -> None:
-    """summary.json's timings cover every session (a new run, then each --resume) that trained it."""
+    """summary.json's timings cover every leg (a new run, then each --resume) that trained it."""
     parts = summary["parts"]
     expected = [list(b) for b in zip(boundaries[:-1], boundaries[1:], strict=True)]
     assert [p["iterations"] for p in parts] == expected, parts

@@ -199,8 +199,8 @@ def test_timings_of_processes_are_the_slowest_per_session_and_add_up_over_sessio
     from jaxppo.outputs import Part
 
     def part(seconds: list[tuple]) -> Part:
-        sessions = tuple({"iterations": list(it), "compile_seconds": c, "run_seconds": r} for it, c, r in seconds)
-        return Part({"env_steps": np.zeros((1, 1, 10))}, None, np.full((1, 1), -1), sessions)
+        legs = tuple({"iterations": list(it), "compile_seconds": c, "run_seconds": r} for it, c, r in seconds)
+        return Part({"env_steps": np.zeros((1, 1, 10))}, None, np.full((1, 1), -1), legs)
 
     merged = Part.concatenate([part([((0, 6), 2.0, 6.0), ((6, 10), 1.0, 3.0)]),
                                part([((0, 6), 3.0, 5.0), ((6, 10), 0.5, 4.0)])])  # fmt: skip
@@ -209,7 +209,7 @@ def test_timings_of_processes_are_the_slowest_per_session_and_add_up_over_sessio
     assert merged.env_steps_per_second(agents=2, batch_size=100) == 2 * 10 * 100 / 10.0
     unknown = part([((0, 6), None, None), ((6, 10), 1.0, 2.0)])  # resumed from a checkpoint without timings
     assert unknown.env_steps_per_second(agents=1, batch_size=100) == 4 * 100 / 2.0
-    # A part saved before sessions were recorded loads as one session.
+    # A part saved before legs were recorded loads as one leg.
     np.savez(tmp_path / Part.FILE, diverged_at=np.full((1, 1), -1), seconds=np.array([1.5, 2.5]),
              **{"metric/env_steps": np.zeros((1, 1, 10))})  # fmt: skip
     assert Part.load(tmp_path).parts == ({"iterations": [0, 10], "compile_seconds": 1.5, "run_seconds": 2.5},)

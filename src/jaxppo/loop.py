@@ -325,11 +325,11 @@ class HostLoop:
         self.programs = {}  # chunk length -> compiled program
         self.states_like = None  # what the chunk programs are compiled for
         self.compile_seconds = self.run_seconds = 0.0
-        self.first = self.done  # where this session's part of the run starts
+        self.first = self.done  # where this leg's part of the run starts
         self.stopped = None  # the signal that stopped this process's training
 
     def _earlier_parts(self) -> list[dict]:
-        """The sessions that trained the checkpoint this one continues (none for a new run)."""
+        """The legs that trained the checkpoint this one continues (none for a new run)."""
         if not self.done:
             return []
         parts = rundir.read_timings(self.out_dir, self.done)
@@ -345,7 +345,7 @@ class HostLoop:
         return chunk_length(self.total, *periods)
 
     def parts(self) -> list[dict]:
-        """Every session's iterations and timings, this one's so far included."""
+        """Every leg's iterations and timings, this one's so far included."""
         mine = {"iterations": [self.first, self.done], "compile_seconds": self.compile_seconds,
                 "run_seconds": self.run_seconds, "chunk": self.chunk}  # fmt: skip
         return [*self.earlier_parts, mine]

@@ -30,7 +30,7 @@ class Part:
     metrics: dict  # name -> [G, S, iterations]
     eval_returns: np.ndarray | None  # [G, S, episodes]
     diverged_at: np.ndarray  # [G, S]
-    # Each session that trained the run (a new run, then every --resume): {"iterations": [first,
+    # Each leg that trained the run (a new run, then every --resume): {"iterations": [first,
     # last], "compile_seconds", "run_seconds", "chunk"}; seconds are None where they were not recorded.
     parts: tuple[dict, ...]
 
@@ -68,7 +68,7 @@ class Part:
             eval_returns = data["eval_returns"] if "eval_returns" in data.files else None
             if "parts" in data.files:
                 parts = tuple(json.loads(str(data["parts"])))
-            else:  # saved before sessions were recorded: one session of the part's iterations
+            else:  # saved before legs were recorded: one leg of the part's iterations
                 compile_seconds, run_seconds = (float(x) for x in data["seconds"])
                 iterations = int(np.shape(metrics["env_steps"])[-1])
                 parts = ({"iterations": [0, iterations], "compile_seconds": compile_seconds,
@@ -77,24 +77,24 @@ class Part:
 
     @classmethod
     def concatenate(cls, parts: list[Part]) -> Part:
-        """Seeds of consecutive parts side by side; timings of the slowest process in each session."""
+        """Seeds of consecutive parts side by side; timings of the slowest process in each leg."""
         return cls(
             metrics={k: np.concatenate([p.metrics[k] for p in parts], axis=1) for k in parts[0].metrics},
             eval_returns=None if parts[0].eval_returns is None
             else np.concatenate([p.eval_returns for p in parts], axis=1),
             diverged_at=np.concatenate([p.diverged_at for p in parts], axis=1),
-            parts=tuple(_slowest(sessions) for sessions in zip(*(p.parts for p in parts), strict=True)),
+            parts=tuple(_slowest(legs) for legs in zip(*(p.parts for p in parts), strict=True)),
         )  # fmt: skip
 
 
-def _slowest(sessions: tuple[dict, ...]) -> dict:
-    """One session's timings over the processes that trained it together."""
+def _slowest(legs: tuple[dict, ...]) -> dict:
+    """One leg's timings over the processes that trained it together."""
 
     def most(name):
-        known = [s[name] for s in sessions if s[name] is not None]
+        known = [s[name] for s in legs if s[name] is not None]
         return max(known) if known else None
 
-    return {**sessions[0], "compile_seconds": most("compile_seconds"), "run_seconds": most("run_seconds")}
+    return {**legs[0], "compile_seconds": most("compile_seconds"), "run_seconds": most("run_seconds")}
 
 
 def merge_parts(run_dir: Path) -> int:
@@ -149,7 +149,7 @@ def _summary(trainer, settings, part: Part) -> dict:
     out = {"env_id": settings.config.env_id, "seeds": settings.seeds, "env_steps_per_seed": steps,
            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
            "env_steps_per_second": part.env_steps_per_second(agents, trainer.config.batch_size),
-           # Timings add up over the sessions that trained the run (a new run, then each --resume).
+           # Timings add up over the legs that trained the run (a new run, then each --resume).
            "parts": list(part.parts),
            "final_return_definition": "per seed: mean raw return of its last 100 completed episodes",
            "grid_points": []}  # fmt: skip
