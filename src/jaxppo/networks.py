@@ -43,7 +43,7 @@ class MLP(nn.Module):
         act = ACTIVATION_FNS[self.activation]
         sizes = [*self.hidden_sizes, self.out_size]
         kernel_inits = [nn.initializers.zeros] * len(sizes)  # apply never calls them
-        if self.is_initializing():  # all kernels at once: one draw, one loop (see module docstring)
+        if self.is_initializing():  # all kernels at once: one draw, one loop (see xla_cpu.orthogonal_kernels)
             shapes = list(zip([x.shape[-1], *sizes[:-1]], sizes, strict=True))
             scales = [math.sqrt(2)] * len(self.hidden_sizes) + [self.head_scale]
             kernel_inits = [_given(k) for k in orthogonal_kernels(self.make_rng("params"), shapes, scales)]

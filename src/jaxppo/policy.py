@@ -11,11 +11,12 @@ then heads (the actor's distribution parameters, the critic's value). The traine
 - ``action_noise_size``: uniform values one sample consumes (drawn with the iteration's noise).
 
 Observations keep their env shape ``[*batch, *obs_shape]``; the encoder decides how to read them.
-The seam is shaped for what other observation and action spaces need: a dict observation is a
-pytree the encoder reads leaf by leaf; an action mask is an argument of ``distribution`` that the
-distribution applies in sampling, log-prob, entropy and mode; a MultiDiscrete action is a
-distribution whose ``action_noise_size`` sums its sub-actions'; a recurrent core adds a carry to
-``distribution``/``value`` and an ``initial_carry``, kept per env in ``TrainState``.
+Where other spaces would extend it (none of these exists yet): a dict observation would be a
+pytree the encoder reads leaf by leaf, with ``envs`` and the normaliser reading it leaf by leaf
+too; an action mask would be an argument of ``distribution``, applied in sampling, log-prob,
+entropy and mode; a MultiDiscrete action a distribution whose ``action_noise_size`` sums its
+sub-actions'; a recurrent core a carry for ``distribution``/``value`` with an ``initial_carry``,
+kept per env in ``TrainState``.
 """
 
 from __future__ import annotations

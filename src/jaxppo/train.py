@@ -3,15 +3,16 @@
 Read top-down. ``iteration`` (one PPO iteration) comes first and its helpers follow it in the
 order it calls them::
 
-    draw_iteration_noise → rollout ⊃ rollout_step → compute_advantages (GAE)
-      → update_epochs ⊃ update_epoch ⊃ minibatch_update ⊃ loss → divergence_guard → iteration_metrics
+    draw_iteration_noise, annealed_learning_rate → rollout ⊃ rollout_step ⊃ normalize_step
+      → compute_advantages (GAE) → xla_cpu.shuffle → update_epochs ⊃ update_epoch
+      ⊃ (shuffle_into_minibatches, minibatch_update ⊃ loss) → divergence_guard → iteration_metrics
 
 The environment is reached only through ``envs.VecEnv`` and the networks only through the
 policy seam (``policy.ActorCritic``); the XLA:CPU workarounds are called by name from
 ``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
 iteration and continue exactly (``Trainer.run`` called again with the returned state). The
 named containers follow the helpers, and the public pieces (``Trainer``, ``make_train``,
-``make_trainer``, ``init_state``) close the module. Hyperparameters are resolved once, where
+``make_trainer``, ``init_state``, ``make_optimizer``) close the module. Hyperparameters are resolved once, where
 they enter (``Trainer.resolve``).
 """
 
@@ -89,7 +90,11 @@ def annealed_learning_rate(config: PPOConfig, hp: PPOHParams, iterations_done: j
 
 # --------------------------------------------------------------------------- rollout
 def rollout(trainer: Trainer, hp: PPOHParams, state: TrainState, noise: IterationNoise):
-    """``num_steps`` steps of every env: ``(state, Transition [T, N, ...])``."""
+    """``num_steps`` steps of every env: ``(state, Transition [T, N, ...])``.
+
+    ``noise`` was drawn from ``state.key``; the caller has already moved the state's key on to
+    ``noise.next_key`` (as ``iteration`` and ``Trainer.rollout`` do), which this leaves alone.
+    """
     step = functools.partial(rollout_step, trainer, hp)
     return jax.lax.scan(step, state, (noise.action_uniform, noise.env_keys))
 

@@ -4,7 +4,7 @@ On XLA:CPU every random draw, loop, sort comparator and per-array update compile
 its own, and compiling was most of a short CPU run (``docs/performance.md``). Each helper below
 replaces one such construct with an equivalent that compiles to less, and says what it measured
 (CartPole-v1, CleanRL defaults, 8 vmapped seeds, 2-core AMD EPYC VM, jax 0.10.2). The training
-loop calls them by plain names:
+loop (and, for the initialiser, ``networks``; for the last two, the CLI) calls them by plain names:
 
 - ``shuffle``: the epochs' minibatch permutations by packed single-array sorts;
 - ``apply_update``: clip and Adam on all parameters raveled into one vector;
@@ -232,10 +232,12 @@ def unroll_threefry_on_cpu() -> bool:
     try:
         from jax.extend.random import threefry2x32_p
         from jax.interpreters import mlir
-    except ImportError:
+
+        lower_fun, register_lowering = mlir.lower_fun, mlir.register_lowering
+    except (ImportError, AttributeError):
         return False
-    lowering = mlir.lower_fun(_threefry2x32_unrolled, multiple_results=True)
-    mlir.register_lowering(threefry2x32_p, lowering, platform="cpu", inline=False)
+    lowering = lower_fun(_threefry2x32_unrolled, multiple_results=True)
+    register_lowering(threefry2x32_p, lowering, platform="cpu", inline=False)
     return True
 
 
@@ -261,6 +263,6 @@ def use_host_devices(count: int | None = None) -> bool:
 
 def backends_are_initialized() -> bool:
     """Whether jax has started its backends (after which XLA flags no longer apply)."""
-    from jax._src import xla_bridge  # no public API tells this without starting them
+    from jax._src import xla_bridge  # no public API tells this without starting them (jax 0.10)
 
     return xla_bridge.backends_are_initialized()
