@@ -60,3 +60,70 @@ class DictActionCorridor(Corridor):
 class DiscreteObsCorridor(Corridor):
     def observation_space(self, params):
         return spaces.Discrete(6)
+
+
+@struct.dataclass
+class BanditState(environment.EnvState):
+    time: int
+
+
+@struct.dataclass
+class BanditParams(environment.EnvParams):
+    max_steps_in_episode: int = 10
+
+
+class TemptingBandit(environment.Environment):
+    """One state, 10 steps an episode. Action 0 pays 0, action 1 pays 1, action 2 pays 10 but the
+    mask forbids it: a masked policy earns at most 10 an episode, an unmasked one learns action 2."""
+
+    @property
+    def default_params(self) -> BanditParams:
+        return BanditParams()
+
+    def step_env(self, key, state, action, params):
+        reward = jnp.asarray([0.0, 1.0, 10.0])[action]
+        state = BanditState(time=state.time + 1)
+        return self.get_obs(state), state, reward, jnp.asarray(False), {}
+
+    def reset_env(self, key, params):
+        state = BanditState(time=0)
+        return self.get_obs(state), state
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.ones(1, jnp.float32)
+
+    def action_mask(self, state, params):
+        return jnp.asarray([True, True, False])
+
+    def action_space(self, params=None):
+        return spaces.Discrete(3)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (1,), jnp.float32)
+
+
+class UnmaskedTemptingBandit(TemptingBandit):
+    action_mask = None  # the same env without a mask: action 2 is there to be learned
+
+
+class TwoDials(TemptingBandit):
+    """MultiDiscrete([3, 2]): each step pays 1 for dial 0 at 2 plus 1 for dial 1 at 1 (at most 2)."""
+
+    def step_env(self, key, state, action, params):
+        reward = (action[0] == 2).astype(jnp.float32) + (action[1] == 1).astype(jnp.float32)
+        state = BanditState(time=state.time + 1)
+        return self.get_obs(state), state, reward, jnp.asarray(False), {}
+
+    action_mask = None
+
+    def action_space(self, params=None):
+        from jaxppo.spaces import MultiDiscrete
+
+        return MultiDiscrete([3, 2])
+
+
+class MaskedDials(TwoDials):
+    """TwoDials where dial 0 may not be set to 2 (its mask is one per sub-action)."""
+
+    def action_mask(self, state, params):
+        return [jnp.asarray([True, True, False]), jnp.asarray([True, True])]

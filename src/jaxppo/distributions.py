@@ -8,11 +8,13 @@ Log-probabilities and entropies of a diagonal Gaussian are summed over action di
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 
 class Distribution(Protocol):
@@ -30,8 +32,23 @@ class Distribution(Protocol):
     def mode(self) -> jax.Array: ...
 
 
+# The logit of a masked action: far below any reachable logit (so it is never sampled and has
+# probability 0 in float32), yet finite, so entropies and gradients stay finite (0 * log 0 = 0).
+MASKED_LOGIT = -1e9
+
+
+def mask_logits(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """``logits`` with the actions ``mask`` forbids (False) set to ``MASKED_LOGIT``; ``None``: all allowed."""
+    return logits if mask is None else jnp.where(mask, logits, MASKED_LOGIT)
+
+
 class Categorical(NamedTuple):
+    """A categorical over the last axis (masked logits already applied: see ``mask_logits``)."""
+
     logits: jax.Array  # [..., num_actions]
+
+    def replace(self, **changes) -> Categorical:
+        return self._replace(**changes)
 
     def sample(self, key: jax.Array) -> jax.Array:
         return self.sample_from_uniform(jax.random.uniform(key, self.logits.shape, self.logits.dtype))
@@ -51,6 +68,42 @@ class Categorical(NamedTuple):
     def entropy(self) -> jax.Array:
         log_p = jax.nn.log_softmax(self.logits, axis=-1)
         return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+@struct.dataclass
+class MultiCategorical:
+    """Independent categoricals, one per sub-action of a ``spaces.MultiDiscrete``: the logits of
+    every sub-action side by side, ``[..., sum(nvec)]``; actions ``[..., len(nvec)]``.
+    Log-probabilities and entropies are summed over the sub-actions."""
+
+    logits: jax.Array
+    nvec: tuple[int, ...] = struct.field(pytree_node=False)
+
+    def parts(self, values: jax.Array) -> list[jax.Array]:
+        """``values [..., sum(nvec)]`` split into one array per sub-action."""
+        bounds = list(itertools.accumulate(self.nvec))[:-1]
+        return jnp.split(values, bounds, axis=-1)
+
+    def sub_distributions(self) -> list[Categorical]:
+        return [Categorical(part) for part in self.parts(self.logits)]
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return self.sample_from_uniform(jax.random.uniform(key, self.logits.shape, self.logits.dtype))
+
+    def sample_from_uniform(self, uniform: jax.Array) -> jax.Array:
+        """One uniform value per logit, as ``Categorical``'s, sub-action by sub-action."""
+        pieces = zip(self.sub_distributions(), self.parts(uniform), strict=True)
+        return jnp.stack([dist.sample_from_uniform(u) for dist, u in pieces], axis=-1).astype(jnp.int32)
+
+    def mode(self) -> jax.Array:
+        return jnp.stack([dist.mode() for dist in self.sub_distributions()], axis=-1).astype(jnp.int32)
+
+    def log_prob(self, actions: jax.Array) -> jax.Array:
+        dists = self.sub_distributions()
+        return sum(dist.log_prob(actions[..., i]) for i, dist in enumerate(dists))
+
+    def entropy(self) -> jax.Array:
+        return sum(dist.entropy() for dist in self.sub_distributions())
 
 
 class DiagGaussian(NamedTuple):

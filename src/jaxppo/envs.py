@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxppo.config import ActionKind, ConfigError
+from jaxppo.spaces import MultiDiscrete
 
 
 class EnvSpec(NamedTuple):
@@ -35,6 +36,8 @@ class EnvSpec(NamedTuple):
     action_high: np.ndarray | None
     obs_shape: tuple[int, ...]
     obs_size: int
+    action_nvec: tuple[int, ...] | None = None  # MultiDiscrete: sub-action sizes (action_size is their sum)
+    has_action_mask: bool = False  # the env defines action_mask(state, params)
 
 
 class EnvStep(NamedTuple):
@@ -75,6 +78,14 @@ class VecEnv:
             truncated=truncated.astype(bool),
             final_obs=info["final_observation"].astype(jnp.float32),
         )
+
+    def action_mask(self, state: Any) -> jax.Array | None:
+        """Which actions each env allows now, ``bool [N, action_size]`` (MultiDiscrete: every
+        sub-action's mask side by side), or ``None`` when the env has no ``action_mask``."""
+        if not self.spec.has_action_mask:
+            return None
+        masks = jax.vmap(self.spec.env.action_mask, in_axes=(0, None))(state, self.spec.env_params)
+        return flat_action_mask(masks, self.spec).astype(bool)
 
     def env_action(self, action: jax.Array) -> jax.Array:
         """The policy's action as the env takes it: continuous actions clipped to the bounds and
@@ -131,6 +142,18 @@ def import_gymnax():
     return sys.modules["gymnax"]
 
 
+def flat_action_mask(masks, spec: EnvSpec) -> jax.Array:
+    """An env's masks ``[N, ...]`` as ``[N, action_size]``. A MultiDiscrete env may give one mask
+    per sub-action (a list or tuple of ``[N, nvec[i]]``), a padded ``[N, len(nvec), max(nvec)]``
+    array, or the masks side by side ``[N, sum(nvec)]``."""
+    if isinstance(masks, (list, tuple)):
+        return jnp.concatenate([jnp.asarray(m) for m in masks], axis=-1)
+    masks = jnp.asarray(masks)
+    if spec.action_nvec is not None and masks.ndim == 3:
+        return jnp.concatenate([masks[:, i, :n] for i, n in enumerate(spec.action_nvec)], axis=-1)
+    return masks
+
+
 def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
     """Build an ``EnvSpec`` from an id, or from a user's ``env`` (and optional ``env_params``)."""
     gymnax = import_gymnax()
@@ -168,17 +191,24 @@ def _spec(env, env_params) -> EnvSpec:
             f"jaxppo needs a Box observation space (wrap the env to return an array)"
         )
     obs_shape = tuple(int(d) for d in obs_space.shape)
+    has_mask = callable(getattr(env, "action_mask", None))
+    obs_size = math.prod(obs_shape)
     if isinstance(action_space, spaces.Discrete):
-        return EnvSpec(
-            env, env_params, "discrete", int(action_space.n), (), None, None, obs_shape, math.prod(obs_shape)
-        )
+        n = int(action_space.n)
+        return EnvSpec(env, env_params, "discrete", n, (), None, None, obs_shape, obs_size, None, has_mask)
+    if isinstance(action_space, MultiDiscrete):
+        nvec = action_space.nvec
+        size = sum(nvec)
+        return EnvSpec(env, env_params, "discrete", size, (len(nvec),), None, None, obs_shape, obs_size, nvec, has_mask)
     if isinstance(action_space, spaces.Box):
+        if has_mask:
+            raise ConfigError(f"{name}: action_mask is for Discrete and MultiDiscrete actions, not Box")
         shape = tuple(int(d) for d in action_space.shape)
         size = math.prod(shape)
         low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).reshape(-1)
         high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).reshape(-1)
-        return EnvSpec(env, env_params, "continuous", size, shape, low, high, obs_shape, math.prod(obs_shape))
+        return EnvSpec(env, env_params, "continuous", size, shape, low, high, obs_shape, obs_size)
     raise ConfigError(
         f"{name}: action space {type(action_space).__name__} is not supported; "
-        f"jaxppo handles Discrete and Box action spaces"
+        f"jaxppo handles Discrete, jaxppo.spaces.MultiDiscrete and Box action spaces"
     )

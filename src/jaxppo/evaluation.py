@@ -20,27 +20,31 @@ def episode_step_limit(trainer: Trainer) -> int:
 
 
 def make_act(trainer: Trainer, deterministic: bool = True):
-    """``act(params, obs_stats, obs, key) -> action`` for one observation or a batch, as the env
-    takes it (continuous actions clipped to the bounds)."""
+    """``act(params, obs_stats, obs, key, action_mask=None) -> action`` for one observation or a
+    batch, as the env takes it (continuous actions clipped to the bounds); ``action_mask``
+    (``[action_size]`` per observation) restricts the choice to the allowed actions."""
     spec = trainer.spec
 
-    def act(params, obs_stats, obs, key):
+    def act(params, obs_stats, obs, key, action_mask=None):
         obs = jnp.asarray(obs, jnp.float32)
         single = obs.ndim == len(spec.obs_shape)
         batch = obs.reshape((1 if single else obs.shape[0], *spec.obs_shape))
-        action = trainer.env.env_action(choose_action(trainer, deterministic, params, obs_stats, batch, key))
+        if action_mask is not None:
+            action_mask = jnp.asarray(action_mask, bool).reshape((batch.shape[0], spec.action_size))
+        chosen = choose_action(trainer, deterministic, params, obs_stats, batch, key, action_mask)
+        action = trainer.env.env_action(chosen)
         return action[0] if single else action
 
     return act
 
 
-def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs, key):
+def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs, key, action_mask=None):
     """The policy's action for an observation batch, its mode or a sample (normalised first
-    with the frozen statistics when the run normalised observations)."""
+    with the frozen statistics when the run normalised observations), among the allowed actions."""
     config = trainer.config
     if config.normalize_observations:
         obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
-    dist = trainer.policy.distribution(params, obs)
+    dist = trainer.policy.distribution(params, obs, action_mask)
     return dist.mode() if deterministic else dist.sample(key)
 
 
@@ -73,7 +77,8 @@ def evaluate(
     def body(carry, _):
         obs, env_state, key, returns, running = carry
         key, act_key, step_key = jax.random.split(key, 3)
-        action = choose_action(trainer, deterministic, params, obs_stats, obs, act_key)
+        mask = env.action_mask(env_state)
+        action = choose_action(trainer, deterministic, params, obs_stats, obs, act_key, mask)
         step = env.step(jax.random.split(step_key, num_episodes), env_state, action)
         returns = returns + jnp.where(running, step.reward, 0.0)
         running = running & ~(step.terminated | step.truncated)

@@ -143,29 +143,31 @@ class Policy:
     Without a key a stochastic policy samples with its own key sequence, which starts anew
     (at ``jax.random.key(0)``) with every ``load_policy``, so a loop repeats exactly.
 
+    ``action_mask`` (``bool [num_actions]`` per observation; MultiDiscrete: the sub-actions'
+    masks side by side) restricts both to the allowed actions, as in training.
     Observation normalisation (if the run used it) is applied with the agent's final statistics.
     """
 
     def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool):
-        self._act = act  # jitted (obs, key) -> action
+        self._act = act  # jitted (obs, key, action_mask) -> action
         self.obs_shape = tuple(obs_shape)
         self.action_kind = action_kind
         self.deterministic = deterministic
         self._key = jax.random.key(0)  # predict's sequence; also the (unused) key of a deterministic call
 
-    def __call__(self, obs, key=None):
+    def __call__(self, obs, key=None, action_mask=None):
         obs = self._observation(obs)
         if key is None:
             if not self.deterministic:
                 raise ConfigError("this policy samples its actions (deterministic=False): pass a key, "
                                   "policy(obs, jax.random.key(0)), or call policy.predict(obs)")  # fmt: skip
             key = self._key
-        return self._act(obs, key)
+        return self._act(obs, key, action_mask)
 
-    def predict(self, obs, key=None):
+    def predict(self, obs, key=None, action_mask=None):
         if key is None and not self.deterministic:
             self._key, key = jax.random.split(self._key)
-        action = np.asarray(self(obs, key))
+        action = np.asarray(self(obs, key, action_mask))
         return int(action) if self.action_kind == "discrete" and action.ndim == 0 else action
 
     def _observation(self, obs):
@@ -201,5 +203,5 @@ def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool
     run = load_run(run_dir)
     agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
     act = make_act(run.trainer, deterministic)
-    jitted = jax.jit(lambda obs, key: act(agent.params, agent.obs_stats, obs, key))
+    jitted = jax.jit(lambda obs, key, mask=None: act(agent.params, agent.obs_stats, obs, key, mask))
     return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic)

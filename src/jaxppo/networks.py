@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxppo.distributions import Categorical, DiagGaussian
+from jaxppo.distributions import Categorical, DiagGaussian, MultiCategorical
 from jaxppo.xla_cpu import orthogonal_kernels
 
 ACTIVATION_FNS: dict[str, Callable] = {
@@ -71,11 +71,14 @@ class Actor(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     obs_rank: int = 1  # dims of one observation (flattened for the MLP)
+    action_nvec: tuple[int, ...] | None = None  # MultiDiscrete: one categorical per sub-action
 
     @nn.compact
     def __call__(self, obs):
         features = flatten_observations(obs, self.obs_rank)
         out = MLP(self.hidden_sizes, self.activation, self.action_size, head_scale=0.01)(features)
+        if self.action_nvec is not None:
+            return MultiCategorical(logits=out, nvec=self.action_nvec)
         if self.action_kind == "discrete":
             return Categorical(logits=out)
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_size,))

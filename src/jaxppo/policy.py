@@ -5,18 +5,18 @@ encoder (here: each observation flattened for an MLP), an optional recurrent cor
 then heads (the actor's distribution parameters, the critic's value). The trainer calls only:
 
 - ``init(keys, obs)``: parameters, from an example observation batch;
-- ``distribution(params, obs)``: a ``distributions.Distribution`` (``sample_from_uniform``,
-  ``log_prob``, ``entropy``, ``mode``) over the env's actions;
+- ``distribution(params, obs, action_mask=None)``: a ``distributions.Distribution``
+  (``sample_from_uniform``, ``log_prob``, ``entropy``, ``mode``) over the env's actions, with the
+  actions ``action_mask`` forbids at probability 0 in all four;
 - ``value(params, obs)``: the critic's value estimates;
 - ``action_noise_size``: uniform values one sample consumes (drawn with the iteration's noise).
 
 Observations keep their env shape ``[*batch, *obs_shape]``; the encoder decides how to read them.
-Where other spaces would extend it (none of these exists yet): a dict observation would be a
-pytree the encoder reads leaf by leaf, with ``envs`` and the normaliser reading it leaf by leaf
-too; an action mask would be an argument of ``distribution``, applied in sampling, log-prob,
-entropy and mode; a MultiDiscrete action a distribution whose ``action_noise_size`` sums its
-sub-actions'; a recurrent core a carry for ``distribution``/``value`` with an ``initial_carry``,
-kept per env in ``TrainState``.
+A MultiDiscrete action space gets a ``MultiCategorical`` whose ``action_noise_size`` sums its
+sub-actions'. Where other spaces would extend the seam (neither exists yet): a dict observation
+would be a pytree the encoder reads leaf by leaf, with ``envs`` and the normaliser reading it
+leaf by leaf too; a recurrent core a carry for ``distribution``/``value`` with an
+``initial_carry``, kept per env in ``TrainState``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxppo.config import PPOConfig
-from jaxppo.distributions import Distribution
+from jaxppo.distributions import Distribution, mask_logits
 from jaxppo.envs import EnvSpec
 from jaxppo.networks import Actor, Critic
 
@@ -47,8 +47,11 @@ class ActorCritic:
         obs = jnp.zeros((1, *self.obs_shape), jnp.float32) if obs is None else obs
         return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
 
-    def distribution(self, params: dict, obs: jax.Array) -> Distribution:
-        return self.actor.apply(params["actor"], obs)
+    def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
+        dist = self.actor.apply(params["actor"], obs)
+        if action_mask is None:
+            return dist
+        return dist.replace(logits=mask_logits(dist.logits, action_mask))
 
     def value(self, params: dict, obs: jax.Array) -> jax.Array:
         return self.critic.apply(params["critic"], obs)
@@ -58,7 +61,7 @@ def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
     """The policy ``config`` describes, for the env ``spec`` describes."""
     rank = len(spec.obs_shape)
     return ActorCritic(
-        actor=Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation, rank),
+        actor=Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation, rank, spec.action_nvec),
         critic=Critic(config.hidden_sizes, config.activation, rank),
         obs_shape=spec.obs_shape,
         action_noise_size=spec.action_size,

@@ -102,7 +102,8 @@ def rollout(trainer: Trainer, hp: PPOHParams, state: TrainState, noise: Iteratio
 def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise) -> tuple[TrainState, Transition]:
     """Act in every env once, from this step's share ``(uniform, env keys)`` of the noise."""
     uniform, env_keys = step_noise
-    dist = trainer.policy.distribution(state.params, state.obs)
+    action_mask = trainer.env.action_mask(state.env_state)  # None unless the env masks actions
+    dist = trainer.policy.distribution(state.params, state.obs, action_mask)
     action = dist.sample_from_uniform(uniform)
     log_prob = dist.log_prob(action)
     step = trainer.env.step(env_keys, state.env_state, action)
@@ -115,6 +116,7 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         obs=state.obs,
         action=action,
         log_prob=log_prob,
+        action_mask=action_mask,
         reward=train_reward,
         terminated=step.terminated,
         truncated=step.truncated,
@@ -160,7 +162,7 @@ def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Tra
     advantages, returns = compute_gae(
         traj.reward, values, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda
     )
-    return Batch(traj.obs, traj.action, traj.log_prob, advantages, returns, values)
+    return Batch(traj.obs, traj.action, traj.log_prob, advantages, returns, values, traj.action_mask)
 
 
 # ---------------------------------------------------------------------------- update
@@ -227,7 +229,7 @@ def minibatch_update(trainer, hp, learning_rate, active, learner: Learner, minib
 def loss(trainer: Trainer, hp: PPOHParams, params: dict, minibatch: Batch) -> tuple[jax.Array, dict]:
     """The clipped PPO loss of the current policy on one minibatch: ``(loss, metrics)``."""
     config = trainer.config
-    dist = trainer.policy.distribution(params, minibatch.obs)
+    dist = trainer.policy.distribution(params, minibatch.obs, minibatch.action_mask)
     return ppo_loss(
         dist.log_prob(minibatch.action),
         minibatch.log_prob,
@@ -337,6 +339,7 @@ class Transition(NamedTuple):
     obs: jax.Array
     action: jax.Array  # as sampled (continuous: unclipped)
     log_prob: jax.Array
+    action_mask: jax.Array | None  # the actions the env allowed (None: the env has no mask)
     reward: jax.Array  # scaled when reward normalisation is on
     terminated: jax.Array
     truncated: jax.Array
@@ -355,6 +358,7 @@ class Batch(NamedTuple):
     advantages: jax.Array
     returns: jax.Array
     values: jax.Array  # V(s_t) at collection, for value clipping
+    action_mask: jax.Array | None = None  # applied again in the update, as in the rollout
 
 
 class Learner(NamedTuple):
