@@ -170,3 +170,16 @@ def test_plot_never_replaces_a_runs_own_plot(capsys, run_dir, tmp_path, monkeypa
     monkeypatch.chdir(run)  # the default --out, learning_curves.png, in a run directory
     assert "--out" in _one_line_error(capsys, "plot", ["."])
     assert _snapshot(run) == before
+
+
+def test_jaxppo_evaluate_stays_the_library_function_after_the_command_module_is_imported():
+    import jax
+
+    import jaxppo
+    import jaxppo.evaluate  # rebinds the package attribute to the command's module
+
+    trainer = jaxppo.make_trainer(jaxppo.PPOConfig(env_id="CartPole-v1"))
+    state = trainer.init(jax.random.key(0), jaxppo.PPOHParams())
+    returns = jaxppo.evaluate(trainer, state.params, state.obs_stats, jax.random.key(1), 2)
+    assert returns.shape == (2,)
+    assert callable(jaxppo.evaluate.main)

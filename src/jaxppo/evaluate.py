@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 
 import jax
 import numpy as np
@@ -45,6 +46,18 @@ def _main(argv) -> int:
         for s in range(run.num_seeds):
             print(f"  seed {s}: {returns[g, s].mean():.2f} ± {returns[g, s].std():.2f}")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``jaxppo.evaluate`` names both the library function (``evaluation.evaluate``) and this
+    command's module: importing the module rebinds the package attribute to it, so the module
+    also calls the function, and ``jaxppo.evaluate(trainer, ...)`` works either way."""
+
+    def __call__(self, *args, **kwargs):
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 if __name__ == "__main__":
