@@ -127,3 +127,22 @@ class MaskedDials(TwoDials):
 
     def action_mask(self, state, params):
         return [jnp.asarray([True, True, False]), jnp.asarray([True, True])]
+
+
+class DictCorridor(Corridor):
+    """The corridor seen as a dict: the position as a uint8 image row (255 where the walker is)
+    and a float leaf that carries nothing (always 0.5)."""
+
+    CELLS = 6  # positions 0..5 of the default length
+
+    def get_obs(self, state, params=None, key=None):
+        row = (jnp.arange(self.CELLS) == state.position).astype(jnp.uint8) * 255
+        return {"row": row.reshape(1, -1, 1), "constant": jnp.full(2, 0.5, jnp.float32)}
+
+    def observation_space(self, params):
+        return spaces.Dict(
+            {
+                "row": spaces.Box(0, 255, (1, self.CELLS, 1), jnp.uint8),
+                "constant": spaces.Box(0.0, 1.0, (2,), jnp.float32),
+            }
+        )

@@ -26,6 +26,15 @@ from jaxppo.config import ActionKind, ConfigError
 from jaxppo.spaces import MultiDiscrete
 
 
+@dataclasses.dataclass(frozen=True)
+class ObsLeaf:
+    """One observation array: its shape, and whether it is a uint8 image (scaled by 1/255 instead
+    of normalised with running statistics). A pytree leaf (not registered with jax)."""
+
+    shape: tuple[int, ...]
+    uint8: bool = False
+
+
 class EnvSpec(NamedTuple):
     env: Any  # a gymnax Environment
     env_params: Any
@@ -34,10 +43,11 @@ class EnvSpec(NamedTuple):
     action_shape: tuple[int, ...]  # per-env action shape the env expects
     action_low: np.ndarray | None  # continuous bounds, flat [action_size]
     action_high: np.ndarray | None
-    obs_shape: tuple[int, ...]
-    obs_size: int
+    obs_shape: tuple[int, ...] | dict  # Dict observations: {key: shape}
+    obs_size: int  # of all leaves, flattened
     action_nvec: tuple[int, ...] | None = None  # MultiDiscrete: sub-action sizes (action_size is their sum)
     has_action_mask: bool = False  # the env defines action_mask(state, params)
+    obs_leaves: Any = None  # an ObsLeaf, or {key: ObsLeaf} for a Dict observation space
 
 
 class EnvStep(NamedTuple):
@@ -62,7 +72,7 @@ class VecEnv:
         """Fresh episodes in every env from one key: ``(obs [N, *obs_shape] float32, states)``."""
         keys = jax.random.split(key, self.num_envs)
         obs, state = jax.vmap(self.spec.env.reset, in_axes=(0, None))(keys, self.spec.env_params)
-        return obs.astype(jnp.float32), state
+        return prepare_observations(self.spec, obs), state
 
     def step(self, keys: jax.Array, state: Any, action: jax.Array) -> EnvStep:
         """Step env ``i`` with ``keys[i]`` and the policy's ``action[i]`` (auto-resetting)."""
@@ -71,12 +81,12 @@ class VecEnv:
             keys, state, self.env_action(action), self.spec.env_params
         )
         return EnvStep(
-            obs=obs.astype(jnp.float32),
+            obs=prepare_observations(self.spec, obs),
             state=state,
             reward=reward.astype(jnp.float32),
             terminated=terminated.astype(bool),
             truncated=truncated.astype(bool),
-            final_obs=info["final_observation"].astype(jnp.float32),
+            final_obs=prepare_observations(self.spec, info["final_observation"]),
         )
 
     def action_mask(self, state: Any) -> jax.Array | None:
@@ -142,6 +152,17 @@ def import_gymnax():
     return sys.modules["gymnax"]
 
 
+def prepare_observations(spec: EnvSpec, obs):
+    """An env's observations (an array, or a dict for a Dict space) as float32, uint8 leaves
+    scaled to [0, 1] by 1/255."""
+
+    def prepare(leaf: ObsLeaf, x):
+        x = jnp.asarray(x)
+        return x.astype(jnp.float32) / 255.0 if leaf.uint8 else x.astype(jnp.float32)
+
+    return jax.tree.map(prepare, spec.obs_leaves, dict(obs) if isinstance(spec.obs_leaves, dict) else obs)
+
+
 def flat_action_mask(masks, spec: EnvSpec) -> jax.Array:
     """An env's masks ``[N, ...]`` as ``[N, action_size]``. A MultiDiscrete env may give one mask
     per sub-action (a list or tuple of ``[N, nvec[i]]``), a padded ``[N, len(nvec), max(nvec)]``
@@ -184,22 +205,21 @@ def _spec(env, env_params) -> EnvSpec:
 
     name = getattr(env, "name", type(env).__name__)
     action_space = env.action_space(env_params)
-    obs_space = env.observation_space(env_params)
-    if not isinstance(obs_space, spaces.Box):
-        raise ConfigError(
-            f"{name}: observation space {type(obs_space).__name__} is not supported; "
-            f"jaxppo needs a Box observation space (wrap the env to return an array)"
-        )
-    obs_shape = tuple(int(d) for d in obs_space.shape)
+    obs_leaves = _obs_leaves(name, env.observation_space(env_params))
+    if isinstance(obs_leaves, dict):
+        obs_shape = {key: leaf.shape for key, leaf in obs_leaves.items()}
+        obs_size = sum(math.prod(leaf.shape) for leaf in obs_leaves.values())
+    else:
+        obs_shape, obs_size = obs_leaves.shape, math.prod(obs_leaves.shape)
     has_mask = callable(getattr(env, "action_mask", None))
-    obs_size = math.prod(obs_shape)
+    extra = dict(has_action_mask=has_mask, obs_leaves=obs_leaves)
     if isinstance(action_space, spaces.Discrete):
         n = int(action_space.n)
-        return EnvSpec(env, env_params, "discrete", n, (), None, None, obs_shape, obs_size, None, has_mask)
+        return EnvSpec(env, env_params, "discrete", n, (), None, None, obs_shape, obs_size, None, **extra)
     if isinstance(action_space, MultiDiscrete):
         nvec = action_space.nvec
         size = sum(nvec)
-        return EnvSpec(env, env_params, "discrete", size, (len(nvec),), None, None, obs_shape, obs_size, nvec, has_mask)
+        return EnvSpec(env, env_params, "discrete", size, (len(nvec),), None, None, obs_shape, obs_size, nvec, **extra)
     if isinstance(action_space, spaces.Box):
         if has_mask:
             raise ConfigError(f"{name}: action_mask is for Discrete and MultiDiscrete actions, not Box")
@@ -207,8 +227,28 @@ def _spec(env, env_params) -> EnvSpec:
         size = math.prod(shape)
         low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).reshape(-1)
         high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).reshape(-1)
-        return EnvSpec(env, env_params, "continuous", size, shape, low, high, obs_shape, obs_size)
+        return EnvSpec(env, env_params, "continuous", size, shape, low, high, obs_shape, obs_size, None, **extra)
     raise ConfigError(
         f"{name}: action space {type(action_space).__name__} is not supported; "
         f"jaxppo handles Discrete, jaxppo.spaces.MultiDiscrete and Box action spaces"
     )
+
+
+def _obs_leaves(name: str, space):
+    """The observation space as an ``ObsLeaf`` (a ``Box``) or ``{key: ObsLeaf}`` (a ``Dict`` of
+    ``Box`` spaces, keys sorted); anything else is a ``ConfigError``."""
+    from gymnax.environments import spaces
+
+    def leaf(box, where=""):
+        if not isinstance(box, spaces.Box):
+            raise ConfigError(
+                f"{name}: observation space{where} {type(box).__name__} is not supported; "
+                f"jaxppo takes a Box, or a Dict of Box spaces (wrap the env to return arrays)"
+            )
+        return ObsLeaf(tuple(int(d) for d in box.shape), jnp.dtype(box.dtype) == jnp.uint8)
+
+    if isinstance(space, spaces.Dict):
+        if not space.spaces:
+            raise ConfigError(f"{name}: the Dict observation space is empty; give it at least one Box")
+        return {str(key): leaf(space.spaces[key], f" {key!r}") for key in sorted(space.spaces)}
+    return leaf(space)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxppo import normalize as norm
-from jaxppo.envs import VecEnv
+from jaxppo.envs import VecEnv, prepare_observations
 from jaxppo.train import Trainer
 
 DEFAULT_MAX_STEPS = 1000  # used when the env has no max_steps_in_episode
@@ -26,11 +26,12 @@ def make_act(trainer: Trainer, deterministic: bool = True):
     spec = trainer.spec
 
     def act(params, obs_stats, obs, key, action_mask=None):
-        obs = jnp.asarray(obs, jnp.float32)
-        single = obs.ndim == len(spec.obs_shape)
-        batch = obs.reshape((1 if single else obs.shape[0], *spec.obs_shape))
+        obs = prepare_observations(spec, obs)  # float32; uint8 image leaves scaled by 1/255
+        first, first_leaf = jax.tree.leaves(obs)[0], jax.tree.leaves(spec.obs_leaves)[0]
+        single = first.ndim == len(first_leaf.shape)
+        batch = jax.tree.map(lambda x: x[None] if single else x, obs)
         if action_mask is not None:
-            action_mask = jnp.asarray(action_mask, bool).reshape((batch.shape[0], spec.action_size))
+            action_mask = jnp.asarray(action_mask, bool).reshape((-1, spec.action_size))
         chosen = choose_action(trainer, deterministic, params, obs_stats, batch, key, action_mask)
         action = trainer.env.env_action(chosen)
         return action[0] if single else action
@@ -43,7 +44,7 @@ def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs,
     with the frozen statistics when the run normalised observations), among the allowed actions."""
     config = trainer.config
     if config.normalize_observations:
-        obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
+        obs = norm.normalize_observation_tree(obs_stats, obs, config.obs_clip)
     dist = trainer.policy.distribution(params, obs, action_mask)
     return dist.mode() if deterministic else dist.sample(key)
 

@@ -150,7 +150,7 @@ class Policy:
 
     def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool):
         self._act = act  # jitted (obs, key, action_mask) -> action
-        self.obs_shape = tuple(obs_shape)
+        self.obs_shape = dict(obs_shape) if isinstance(obs_shape, dict) else tuple(obs_shape)
         self.action_kind = action_kind
         self.deterministic = deterministic
         self._key = jax.random.key(0)  # predict's sequence; also the (unused) key of a deterministic call
@@ -172,6 +172,11 @@ class Policy:
 
     def _observation(self, obs):
         """``obs`` as an array of one observation or a batch; ``ConfigError`` naming the shape it takes."""
+        if isinstance(self.obs_shape, dict):  # a Dict observation space: every key, each leaf checked
+            if not isinstance(obs, dict) or set(obs) != set(self.obs_shape):
+                raise ConfigError(f"this policy takes a dict with the keys {sorted(self.obs_shape)}, got {obs!r:.60}")
+            return {key: Policy(None, shape, self.action_kind, True)._observation(obs[key])
+                    for key, shape in self.obs_shape.items()}  # fmt: skip
         batch = ", ".join(["N", *map(str, self.obs_shape)])
         expected = f"one observation of shape {self.obs_shape} or a batch of shape ({batch})"
         if not isinstance(obs, jax.Array):  # host data; a jax array (or a tracer under jit) stays as it is

@@ -54,11 +54,15 @@ class MLP(nn.Module):
         return x
 
 
-def flatten_observations(obs: jax.Array, obs_rank: int) -> jax.Array:
+def flatten_observations(obs, obs_rank) -> jax.Array:
     """The MLP encoder's input: each observation's ``obs_rank`` trailing dims flattened, as float32.
 
-    ``obs`` is ``[*batch, *obs_shape]`` for any number of leading batch dims (envs, steps).
+    ``obs`` is ``[*batch, *obs_shape]`` for any number of leading batch dims (envs, steps). For a
+    Dict observation space ``obs`` is a dict and ``obs_rank`` its ``((key, rank), ...)`` in key
+    order: every leaf is flattened and the leaves are concatenated.
     """
+    if not isinstance(obs_rank, int):
+        return jnp.concatenate([flatten_observations(obs[key], rank) for key, rank in obs_rank], axis=-1)
     batch_shape = obs.shape[: obs.ndim - obs_rank]
     return obs.reshape(batch_shape + (-1,)).astype(jnp.float32)
 
@@ -70,7 +74,7 @@ class Actor(nn.Module):
     action_size: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    obs_rank: int = 1  # dims of one observation (flattened for the MLP)
+    obs_rank: int | tuple = 1  # dims of one observation (flattened for the MLP); per key for a dict
     action_nvec: tuple[int, ...] | None = None  # MultiDiscrete: one categorical per sub-action
 
     @nn.compact
@@ -90,7 +94,7 @@ class Critic(nn.Module):
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    obs_rank: int = 1
+    obs_rank: int | tuple = 1
 
     @nn.compact
     def __call__(self, obs):

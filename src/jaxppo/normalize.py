@@ -54,3 +54,30 @@ def update_discounted_return(
 ) -> jax.Array:
     """gymnasium ``NormalizeReward``: ``G = G * gamma * (1 - terminated) + r``."""
     return discounted_return * gamma * (1.0 - terminated.astype(rewards.dtype)) + rewards
+
+
+# Observations may be a dict of arrays (a Dict space): one RunningMeanStd per leaf, None for the
+# uint8 leaves, which are scaled by 1/255 instead (envs.prepare_observations). A single array keeps
+# a single RunningMeanStd.
+def _is_stats(x) -> bool:
+    return x is None or isinstance(x, RunningMeanStd)
+
+
+def create_observation_stats(obs_leaves, obs):
+    """Per-leaf statistics, updated with the first observations ``obs`` ``[N, ...]``."""
+
+    def create(leaf, x):
+        return None if leaf.uint8 else RunningMeanStd.create(leaf.shape).update(x)
+
+    return jax.tree.map(create, obs_leaves, obs)
+
+
+def update_observation_stats(stats, obs):
+    return jax.tree.map(lambda s, x: None if s is None else s.update(x), stats, obs, is_leaf=_is_stats)
+
+
+def normalize_observation_tree(stats, obs, clip: float):
+    """``normalize_observations`` leaf by leaf (a uint8 leaf, without statistics, stays as it is)."""
+    return jax.tree.map(
+        lambda s, x: x if s is None else normalize_observations(s, x, clip), stats, obs, is_leaf=_is_stats
+    )

@@ -11,17 +11,17 @@ then heads (the actor's distribution parameters, the critic's value). The traine
 - ``value(params, obs)``: the critic's value estimates;
 - ``action_noise_size``: uniform values one sample consumes (drawn with the iteration's noise).
 
-Observations keep their env shape ``[*batch, *obs_shape]``; the encoder decides how to read them.
+Observations keep their env shape ``[*batch, *obs_shape]``, and a Dict observation is a dict of
+such arrays; the encoder decides how to read them (the MLP: every leaf flattened, concatenated).
 A MultiDiscrete action space gets a ``MultiCategorical`` whose ``action_noise_size`` sums its
-sub-actions'. Where other spaces would extend the seam (neither exists yet): a dict observation
-would be a pytree the encoder reads leaf by leaf, with ``envs`` and the normaliser reading it
-leaf by leaf too; a recurrent core a carry for ``distribution``/``value`` with an
-``initial_carry``, kept per env in ``TrainState``.
+sub-actions'. Where a recurrent core would extend the seam (none exists yet): a carry for
+``distribution``/``value`` with an ``initial_carry``, kept per env in ``TrainState``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,13 +38,14 @@ class ActorCritic:
 
     actor: Actor
     critic: Critic
-    obs_shape: tuple[int, ...]
+    obs_leaves: Any  # envs.ObsLeaf, or {key: ObsLeaf} for a Dict observation space
     action_noise_size: int
 
     def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
         """Parameters from two independent keys ``[2]`` (the actor's, the critic's) and an
         example observation batch (default: one zero observation)."""
-        obs = jnp.zeros((1, *self.obs_shape), jnp.float32) if obs is None else obs
+        if obs is None:
+            obs = jax.tree.map(lambda leaf: jnp.zeros((1, *leaf.shape), jnp.float32), self.obs_leaves)
         return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
 
     def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
@@ -59,10 +60,11 @@ class ActorCritic:
 
 def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
     """The policy ``config`` describes, for the env ``spec`` describes."""
-    rank = len(spec.obs_shape)
+    leaves = spec.obs_leaves
+    rank = tuple((k, len(leaf.shape)) for k, leaf in leaves.items()) if isinstance(leaves, dict) else len(leaves.shape)
     return ActorCritic(
         actor=Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation, rank, spec.action_nvec),
         critic=Critic(config.hidden_sizes, config.activation, rank),
-        obs_shape=spec.obs_shape,
+        obs_leaves=spec.obs_leaves,
         action_noise_size=spec.action_size,
     )

@@ -139,9 +139,9 @@ def normalize_step(config: PPOConfig, hp: PPOHParams, state: TrainState, step):
     when switched on: ``(state with updated statistics, obs, final_obs, training reward)``."""
     next_obs, final_obs, reward = step.obs, step.final_obs, step.reward
     if config.normalize_observations:
-        obs_stats = state.obs_stats.update(next_obs)
-        next_obs = norm.normalize_observations(obs_stats, next_obs, config.obs_clip)
-        final_obs = norm.normalize_observations(obs_stats, final_obs, config.obs_clip)
+        obs_stats = norm.update_observation_stats(state.obs_stats, next_obs)
+        next_obs = norm.normalize_observation_tree(obs_stats, next_obs, config.obs_clip)
+        final_obs = norm.normalize_observation_tree(obs_stats, final_obs, config.obs_clip)
         state = state.replace(obs_stats=obs_stats)
     if config.normalize_rewards:
         discounted_return = norm.update_discounted_return(state.discounted_return, reward, step.terminated, hp.gamma)
@@ -155,7 +155,8 @@ def normalize_step(config: PPOConfig, hp: PPOHParams, state: TrainState, step):
 def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Transition) -> Batch:
     """GAE of the rollout, bootstrapping from V(final_obs) at time limits."""
     # Values of every visited state and of every successor (pre-reset), in one batched pass.
-    values, next_values = trainer.policy.value(params, jnp.stack([traj.obs, traj.final_obs]))
+    both = jax.tree.map(lambda obs, final_obs: jnp.stack([obs, final_obs]), traj.obs, traj.final_obs)
+    values, next_values = trainer.policy.value(params, both)
     terminated = traj.terminated
     if trainer.config.truncation == "terminate":  # CleanRL parity: time limits end the return
         terminated = traj.episode_done
@@ -303,11 +304,11 @@ class TrainState:
 
     params: dict  # {"actor": ..., "critic": ...}
     opt_state: Any  # over the parameters raveled into one vector (xla_cpu.apply_update)
-    obs_stats: norm.RunningMeanStd | None
+    obs_stats: Any  # RunningMeanStd (per leaf for a Dict space; None for uint8 leaves), or None
     reward_stats: norm.RunningMeanStd | None
     discounted_return: jax.Array  # [num_envs], for reward scaling
     env_state: Any
-    obs: jax.Array  # [num_envs, *obs_shape], normalised when normalisation is on
+    obs: Any  # [num_envs, *obs_shape] (a dict of such for a Dict space), normalised when normalisation is on
     episode_return: jax.Array  # [num_envs] raw return of the running episode
     episode_length: jax.Array  # [num_envs]
     recent_returns: jax.Array  # [100] ring buffer of completed raw episode returns
@@ -459,8 +460,8 @@ def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
     obs, env_state = trainer.env.reset(keys[3])
     obs_stats = reward_stats = None
     if config.normalize_observations:
-        obs_stats = norm.RunningMeanStd.create(spec.obs_shape).update(obs)
-        obs = norm.normalize_observations(obs_stats, obs, config.obs_clip)
+        obs_stats = norm.create_observation_stats(spec.obs_leaves, obs)
+        obs = norm.normalize_observation_tree(obs_stats, obs, config.obs_clip)
     if config.normalize_rewards:
         reward_stats = norm.RunningMeanStd.create(())
     return TrainState(
