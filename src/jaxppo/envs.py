@@ -25,6 +25,8 @@ import numpy as np
 from jaxppo.config import ActionKind, ConfigError
 from jaxppo.spaces import MultiDiscrete
 
+EPISODE_METRICS = "episode_metrics"  # info key of an env's per-episode statistics (see suites.base)
+
 
 @dataclasses.dataclass(frozen=True)
 class ObsLeaf:
@@ -59,6 +61,7 @@ class EnvStep(NamedTuple):
     terminated: jax.Array  # bool: an MDP end (no bootstrap)
     truncated: jax.Array  # bool: a time limit (bootstrap from final_obs)
     final_obs: jax.Array  # float32, s_{t+1} before the auto-reset
+    episode_metrics: dict = {}  # {name: float32 [N]}: a suite's per-episode statistics, read at dones
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -87,6 +90,7 @@ class VecEnv:
             terminated=terminated.astype(bool),
             truncated=truncated.astype(bool),
             final_obs=prepare_observations(self.spec, info["final_observation"]),
+            episode_metrics={name: jnp.asarray(v, jnp.float32) for name, v in info.get(EPISODE_METRICS, {}).items()},
         )
 
     def action_mask(self, state: Any) -> jax.Array | None:
@@ -175,20 +179,32 @@ def flat_action_mask(masks, spec: EnvSpec) -> jax.Array:
     return masks
 
 
+def make(env_id: str, **env_kwargs):
+    """``(env, env_params)`` for an env id: a gymnax id, or ``suite/name`` for an env of another
+    suite (``brax/ant``, ``jumanji/Snake-v1``; see ``jaxppo.suites``), as a gymnax ``Environment``.
+    ``env_kwargs`` reach the env's constructor. Bad ids and kwargs are a ``ConfigError``."""
+    from jaxppo import suites
+
+    if suites.split_env_id(env_id)[0] is not None:
+        return suites.make(env_id, **env_kwargs)
+    gymnax = import_gymnax()
+    if env_id not in gymnax.registered_envs:
+        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else "see gymnax.registered_envs, or use suite/name"
+        raise ConfigError(f"unknown env id {env_id!r}; {hint}")
+    try:
+        return gymnax.make(env_id, **env_kwargs)
+    except TypeError as error:
+        raise ConfigError(f"env_kwargs {env_kwargs!r} rejected by {env_id}: {error}") from None
+
+
 def make_env(env_id: str, env_kwargs=(), env=None, env_params=None) -> EnvSpec:
     """Build an ``EnvSpec`` from an id, or from a user's ``env`` (and optional ``env_params``)."""
-    gymnax = import_gymnax()
+    import_gymnax()
     from gymnax.environments import environment
 
     if env is None:
-        if env_id not in gymnax.registered_envs:
-            close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}?" if close else "see gymnax.registered_envs"
-            raise ConfigError(f"unknown env id {env_id!r}; {hint}")
-        try:
-            env, default_params = gymnax.make(env_id, **dict(env_kwargs))
-        except TypeError as error:
-            raise ConfigError(f"env_kwargs {dict(env_kwargs)!r} rejected by {env_id}: {error}") from None
+        env, default_params = make(env_id, **dict(env_kwargs))
         env_params = default_params if env_params is None else env_params
     else:
         if not isinstance(env, environment.Environment):

@@ -84,7 +84,7 @@ def _steps(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS, allow_abbrev=False)
     run = p.add_argument_group("run")
-    run.add_argument("--env", dest="env_id", help="gymnax env id (default CartPole-v1)")
+    run.add_argument("--env", dest="env_id", help="env id: a gymnax id (default CartPole-v1) or suite/name (brax/ant, jumanji/Snake-v1, pgx/2048, ...)")
     run.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="env constructor argument (repeatable)")
     run.add_argument("--seeds", type=_int, help="number of seeds trained together (default 8)")
     run.add_argument("--seed", type=_int, help="base random seed (default 0)")

@@ -124,6 +124,7 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         episode_done=done,
         done_return=jnp.where(done, episode_return, 0.0),
         done_length=jnp.where(done, episode_length, 0),
+        done_metrics={name: jnp.where(done, value, 0.0) for name, value in step.episode_metrics.items()},
     )
     state = state.replace(
         env_state=step.state,
@@ -281,6 +282,9 @@ def iteration_metrics(config, state: TrainState, traj: Transition, batch: Batch,
         "update_epochs_done": update.epochs_done,
         "env_steps": state.iteration * config.batch_size,
         "diverged": (state.diverged_at >= 0).astype(jnp.int32),
+        # a suite's per-episode statistics (Craftax's achievements), averaged like episode_return
+        **{f"episode/{name}": jnp.where(num_done > 0, value.sum() / num_done, jnp.nan)
+           for name, value in traj.done_metrics.items()},
     }
     return state.replace(recent_returns=recent_returns, recent_count=recent_count), metrics
 
@@ -348,6 +352,7 @@ class Transition(NamedTuple):
     episode_done: jax.Array  # terminated or truncated
     done_return: jax.Array  # raw return of the episode that ended here (0 otherwise)
     done_length: jax.Array
+    done_metrics: dict  # {name: [N]} the env's per-episode statistics where an episode ended (0 otherwise)
 
 
 class Batch(NamedTuple):

@@ -1,0 +1,59 @@
+"""Adapters that turn other JAX simulators into gymnax 1.0 ``Environment`` instances.
+
+An env id ``suite/name`` (``brax/ant``, ``jumanji/Snake-v1``) names an env of one of these suites;
+a bare id stays a gymnax id. Each suite is an optional extra (``pip install "jaxppo[brax]"``, or
+``"jaxppo[envs]"`` for all of them) and its adapter module is imported only when one of its envs
+is made. Every adapter is built on ``base.SuiteEnv``: the suite's raw env stepped without its own
+auto-reset, termination and truncation told apart, the pre-reset observation kept in
+``info["final_observation"]``, and a freshly drawn reset on the same step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+
+from jaxppo.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    module: str  # the jaxppo adapter module, with make(name, **env_kwargs) -> (env, env_params)
+    extra: str  # the pip extra that installs the suite
+    imports: tuple[str, ...]  # top-level packages the adapter needs
+
+
+SUITES = {
+    "playground": Suite("jaxppo.suites.playground", "playground", ("mujoco_playground", "brax")),
+    "brax": Suite("jaxppo.suites.brax", "brax", ("brax",)),
+    "jumanji": Suite("jaxppo.suites.jumanji", "jumanji", ("jumanji",)),
+    "craftax": Suite("jaxppo.suites.craftax", "craftax", ("craftax",)),
+    "navix": Suite("jaxppo.suites.navix", "navix", ("navix",)),
+    "xminigrid": Suite("jaxppo.suites.xminigrid", "xminigrid", ("xminigrid",)),
+    "pgx": Suite("jaxppo.suites.pgx", "pgx", ("pgx",)),
+}
+
+
+def split_env_id(env_id: str) -> tuple[str | None, str]:
+    """``"brax/ant"`` -> ``("brax", "ant")``; a bare gymnax id -> ``(None, id)``."""
+    suite, slash, name = env_id.partition("/")
+    return (suite, name) if slash else (None, env_id)
+
+
+def make(env_id: str, **env_kwargs):
+    """The env and default params of a ``suite/name`` id; a ``ConfigError`` names what is wrong
+    (an unknown suite, a suite that is not installed and the extra that installs it)."""
+    suite_name, name = split_env_id(env_id)
+    suite = SUITES.get(suite_name)
+    if suite is None:
+        raise ConfigError(f"unknown env suite {suite_name!r} in {env_id!r}; suites: {', '.join(SUITES)} (or a bare gymnax id)")
+    if not name:
+        raise ConfigError(f"env id {env_id!r} names no env; write {suite_name}/<name>")
+    missing = [package for package in suite.imports if importlib.util.find_spec(package) is None]
+    if missing:
+        raise ConfigError(
+            f"env {env_id!r} needs the {suite_name} suite, which is not installed: "
+            f"pip install \"jaxppo[{suite.extra}]\""
+        )
+    return importlib.import_module(suite.module).make(name, **env_kwargs)

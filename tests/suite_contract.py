@@ -1,0 +1,109 @@
+"""Checks every suite adapter must pass (used by the ``test_suite_*.py`` modules).
+
+Each takes an adapter ``env`` (a gymnax ``Environment`` from ``jaxppo.envs.make``) and runs it
+jitted, the way the trainer does. Suite-specific checks against the raw env live in the suite's
+own test module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxppo
+from utils import tree_equal
+
+
+def scripted_steps(env, params, key, actions):
+    """Reset with ``key``, then step once per action in ``actions`` ``[T, ...]``: the stacked
+    ``(obs, reward, terminated, truncated, final_observation)`` of every step and the first obs."""
+
+    def step(carry, inputs):
+        obs, state = carry
+        step_key, action = inputs
+        next_obs, state, reward, terminated, truncated, info = env.step(step_key, state, action, params)
+        out = dict(obs=next_obs, reward=reward, terminated=terminated, truncated=truncated,
+                   final_obs=info["final_observation"])  # fmt: skip
+        return (next_obs, state), out
+
+    @jax.jit
+    def run(key, actions):
+        reset_key, step_key = jax.random.split(key)
+        obs, state = env.reset(reset_key, params)
+        keys = jax.random.split(step_key, jax.tree.leaves(actions)[0].shape[0])
+        return obs, jax.lax.scan(step, (obs, state), (keys, actions))[1]
+
+    return run(key, actions)
+
+
+def assert_time_limit(env, params, limit: int, actions, key=None):
+    """With ``max_steps_in_episode = limit`` and ``actions`` that end no episode early: every step
+    before the limit continues, the limit's step is truncated (not terminated), its
+    ``final_observation`` is the pre-reset observation, and the next episode starts afresh."""
+    params = params.replace(max_steps_in_episode=limit)
+    key = jax.random.key(0) if key is None else key
+    first_obs, out = scripted_steps(env, params, key, actions)
+    steps = jax.tree.leaves(actions)[0].shape[0]
+    assert steps > limit, "give more actions than the limit, to see the episode after it"
+    truncated, terminated = np.asarray(out["truncated"]), np.asarray(out["terminated"])
+    assert not terminated[:limit].any(), "pick actions that end no episode before the limit"
+    expected = np.zeros(steps, bool)
+    expected[limit - 1 :: limit] = True
+    np.testing.assert_array_equal(truncated, expected & ~terminated)
+    at_limit = jax.tree.map(lambda x: x[limit - 1], out)
+    # Before the limit the observation is the final observation; at the limit they differ (reset).
+    before = jax.tree.map(lambda x: x[: limit - 1], out)
+    assert tree_equal(before["obs"], before["final_obs"])
+    assert not tree_equal(at_limit["obs"], at_limit["final_obs"]), "the reset observation equals the final one"
+    return first_obs, out
+
+
+def assert_starts_differ(first_obs, second_obs):
+    """Two episodes' first observations differ (the suite randomises its starts)."""
+    assert not tree_equal(first_obs, second_obs), "two episodes started from the same observation"
+
+
+def assert_vmapped_seeds_equal_separate(config: jaxppo.PPOConfig, seeds: int = 2, atol=1e-5):
+    """``jit(vmap(train))`` over seeds equals each seed trained alone."""
+    train = jaxppo.make_train(config)
+    keys = jax.random.split(jax.random.key(3), seeds)
+    together = jax.jit(jax.vmap(train))(keys)
+    alone = jax.jit(train)
+    for s in range(seeds):
+        one = alone(keys[s])
+        for x, y in zip(jax.tree.leaves(jax.tree.map(lambda v: v[s], together.state.params)),
+                        jax.tree.leaves(one.state.params), strict=True):  # fmt: skip
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=atol)
+        np.testing.assert_allclose(together.metrics["policy_loss"][s], one.metrics["policy_loss"], atol=atol, rtol=atol)
+    return together
+
+
+def cli_training_run(tmp_path: Path, env_id: str, *flags, timeout: int = 600) -> dict:
+    """A short ``python -m jaxppo.run`` on ``env_id`` in ``tmp_path``: asserts it exits 0 and every
+    loss in metrics.csv is finite; returns the run's summary.json."""
+    out = tmp_path / "run"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxppo.run", "--env", env_id, "--out", str(out), "--no-progress", *map(str, flags)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert len(rows) > 1
+    for name in ("policy_loss", "value_loss", "entropy"):
+        column = header.index(name)
+        assert all(math.isfinite(float(row.split(",")[column])) for row in rows[1:]), name
+    return json.loads((out / "summary.json").read_text())
+
+
+def finite(tree) -> bool:
+    return all(bool(jnp.isfinite(jnp.asarray(x, jnp.float32)).all()) for x in jax.tree.leaves(tree))
