@@ -149,7 +149,10 @@ def _parse_config_text(file: Path, path: str):
     try:
         text = file.read_text()
         if file.suffix.lower() == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
 
             return tomllib.loads(text)
         if file.suffix.lower() in (".yaml", ".yml"):
