@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 ActionKind = Literal["discrete", "continuous"]
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
 TRUNCATION_MODES = ("bootstrap", "terminate")
+RECURRENT_CORES = (None, "gru")
 
 # CleanRL ppo.py (discrete) and ppo_continuous_action.py (continuous) defaults for the
 # fields that differ between the two scripts; everything else is shared.
@@ -87,12 +88,18 @@ class PPOConfig:
     adv_std_ddof: int = 0
     obs_clip: float = 10.0
     reward_clip: float = 10.0
+    # A recurrent core between the encoder and the MLP: None (feed-forward) or "gru". Its state
+    # is kept per env, reset at episode starts, and the update replays whole env sequences.
+    recurrent: str | None = None
+    recurrent_size: int = 128
 
     def __post_init__(self):
         # Dicts are not hashable: store env_kwargs as sorted items so the config stays static.
         if isinstance(self.env_kwargs, dict):
             object.__setattr__(self, "env_kwargs", tuple(sorted(self.env_kwargs.items())))
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if isinstance(self.recurrent, str) and self.recurrent.lower() == "none":  # as flags and files spell it
+            object.__setattr__(self, "recurrent", None)
 
     # ----- derived counts (valid on a resolved config) -----
     @property
@@ -148,8 +155,18 @@ class PPOConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        if self.recurrent not in RECURRENT_CORES:
+            raise ConfigError(f"recurrent must be one of {RECURRENT_CORES}, got {self.recurrent!r}")
+        if isinstance(self.recurrent_size, bool) or not isinstance(self.recurrent_size, (int, np.integer)) or self.recurrent_size <= 0:
+            raise ConfigError(f"recurrent_size must be a positive integer, got {self.recurrent_size!r}")
         if None in (self.num_envs, self.num_steps, self.num_minibatches, self.total_timesteps):
             return  # counts not resolved yet; checked again by resolve()
+        if self.recurrent is not None and self.num_envs % self.num_minibatches:
+            raise ConfigError(
+                f"a recurrent policy's minibatches split whole env sequences, so num_envs = {self.num_envs} "
+                f"must be divisible by num_minibatches = {self.num_minibatches}; choose num_minibatches "
+                f"among {_divisors(self.num_envs)} or change num_envs"
+            )
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"num_envs*num_steps = {self.batch_size} is not divisible by "

@@ -22,31 +22,49 @@ def episode_step_limit(trainer: Trainer) -> int:
 def make_act(trainer: Trainer, deterministic: bool = True):
     """``act(params, obs_stats, obs, key, action_mask=None) -> action`` for one observation or a
     batch, as the env takes it (continuous actions clipped to the bounds); ``action_mask``
-    (``[action_size]`` per observation) restricts the choice to the allowed actions."""
+    (``[action_size]`` per observation) restricts the choice to the allowed actions.
+
+    A recurrent policy's ``act(params, obs_stats, obs, key, action_mask=None, carry=None) ->
+    (action, carry)`` reads on from ``carry`` (``None``: a fresh episode's, ``initial_carry``) and
+    returns the carry for the next step; pass ``None`` again where an episode starts.
+    """
     spec = trainer.spec
 
-    def act(params, obs_stats, obs, key, action_mask=None):
+    def act(params, obs_stats, obs, key, action_mask=None, carry=None):
         obs = prepare_observations(spec, obs)  # float32; uint8 image leaves scaled by 1/255
         first, first_leaf = jax.tree.leaves(obs)[0], jax.tree.leaves(spec.obs_leaves)[0]
         single = first.ndim == len(first_leaf.shape)
         batch = jax.tree.map(lambda x: x[None] if single else x, obs)
         if action_mask is not None:
             action_mask = jnp.asarray(action_mask, bool).reshape((-1, spec.action_size))
-        chosen = choose_action(trainer, deterministic, params, obs_stats, batch, key, action_mask)
+        if trainer.policy.recurrent:
+            size = jax.tree.leaves(batch)[0].shape[0]
+            carry = trainer.policy.initial_carry(size) if carry is None else jax.tree.map(
+                lambda c: c.reshape(size, -1), carry)  # fmt: skip
+        chosen, carry = choose_action(trainer, deterministic, params, obs_stats, batch, key, action_mask, carry)
         action = trainer.env.env_action(chosen)
-        return action[0] if single else action
+        action = action[0] if single else action
+        if not trainer.policy.recurrent:
+            return action
+        return action, jax.tree.map(lambda c: c[0], carry) if single else carry
 
     return act
 
 
-def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs, key, action_mask=None):
+def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs, key, action_mask=None, carry=None):
     """The policy's action for an observation batch, its mode or a sample (normalised first
-    with the frozen statistics when the run normalised observations), among the allowed actions."""
+    with the frozen statistics when the run normalised observations), among the allowed actions:
+    ``(action, carry)``, where a recurrent policy's ``carry`` [N, ...] is read on (no reset) and
+    a feed-forward policy's stays ``None``."""
     config = trainer.config
     if config.normalize_observations:
         obs = norm.normalize_observation_tree(obs_stats, obs, config.obs_clip)
-    dist = trainer.policy.distribution(params, obs, action_mask)
-    return dist.mode() if deterministic else dist.sample(key)
+    if trainer.policy.recurrent:
+        no_start = jnp.zeros(jax.tree.leaves(obs)[0].shape[:1], bool)
+        dist, _, carry = trainer.policy.step(params, carry, obs, no_start, action_mask)
+    else:
+        dist = trainer.policy.distribution(params, obs, action_mask)
+    return (dist.mode() if deterministic else dist.sample(key)), carry
 
 
 def agent_keys(key, batch_shape: tuple[int, ...]):
@@ -76,15 +94,16 @@ def evaluate(
     obs, env_state = env.reset(reset_key)
 
     def body(carry, _):
-        obs, env_state, key, returns, running = carry
+        obs, env_state, policy_carry, key, returns, running = carry
         key, act_key, step_key = jax.random.split(key, 3)
         mask = env.action_mask(env_state)
-        action = choose_action(trainer, deterministic, params, obs_stats, obs, act_key, mask)
+        action, policy_carry = choose_action(trainer, deterministic, params, obs_stats, obs, act_key, mask, policy_carry)
         step = env.step(jax.random.split(step_key, num_episodes), env_state, action)
         returns = returns + jnp.where(running, step.reward, 0.0)
-        running = running & ~(step.terminated | step.truncated)
-        return (step.obs, step.state, key, returns, running), None
+        running = running & ~(step.terminated | step.truncated)  # one episode per env: later ones are not counted
+        return (step.obs, step.state, policy_carry, key, returns, running), None
 
-    init = (obs, env_state, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-    (_, _, _, returns, _), _ = jax.lax.scan(body, init, None, length=episode_step_limit(trainer))
+    policy_carry = trainer.policy.initial_carry(num_episodes)
+    init = (obs, env_state, policy_carry, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
+    (*_, returns, _), _ = jax.lax.scan(body, init, None, length=episode_step_limit(trainer))
     return returns

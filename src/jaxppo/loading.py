@@ -146,29 +146,53 @@ class Policy:
     ``action_mask`` (``bool [num_actions]`` per observation; MultiDiscrete: the sub-actions'
     masks side by side) restricts both to the allowed actions, as in training.
     Observation normalisation (if the run used it) is applied with the agent's final statistics.
+
+    A recurrent policy (``policy.recurrent``) remembers through a carry that the caller passes
+    along: ``policy(obs, key=None, action_mask=None, carry=None) -> (action, carry)`` and
+    ``policy.predict(..., carry=None) -> (action, carry)``; ``carry=None`` (or
+    ``policy.initial_carry(batch)``) starts an episode, so pass it where the env reset.
     """
 
-    def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool):
-        self._act = act  # jitted (obs, key, action_mask) -> action
+    def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool, initial_carry=None):
+        self._act = act  # jitted (obs, key, action_mask[, carry]) -> action[, carry]
         self.obs_shape = dict(obs_shape) if isinstance(obs_shape, dict) else tuple(obs_shape)
         self.action_kind = action_kind
         self.deterministic = deterministic
+        self._initial_carry = initial_carry  # num_envs -> carry, for a recurrent policy
         self._key = jax.random.key(0)  # predict's sequence; also the (unused) key of a deterministic call
 
-    def __call__(self, obs, key=None, action_mask=None):
+    @property
+    def recurrent(self) -> bool:
+        return self._initial_carry is not None
+
+    def initial_carry(self, batch: int | None = None):
+        """A fresh episode's carry: for one observation, or for a batch of ``batch``."""
+        if not self.recurrent:
+            raise ConfigError("this policy is feed-forward: it has no carry; call policy(obs) without one")
+        carry = self._initial_carry(1 if batch is None else batch)
+        return jax.tree.map(lambda c: c[0], carry) if batch is None else carry
+
+    def __call__(self, obs, key=None, action_mask=None, carry=None):
         obs = self._observation(obs)
         if key is None:
             if not self.deterministic:
                 raise ConfigError("this policy samples its actions (deterministic=False): pass a key, "
                                   "policy(obs, jax.random.key(0)), or call policy.predict(obs)")  # fmt: skip
             key = self._key
-        return self._act(obs, key, action_mask)
+        if not self.recurrent:
+            if carry is not None:
+                raise ConfigError("this policy is feed-forward: it takes no carry; call policy(obs, key)")
+            return self._act(obs, key, action_mask)
+        return self._act(obs, key, action_mask, carry)
 
-    def predict(self, obs, key=None, action_mask=None):
+    def predict(self, obs, key=None, action_mask=None, carry=None):
         if key is None and not self.deterministic:
             self._key, key = jax.random.split(self._key)
-        action = np.asarray(self(obs, key, action_mask))
-        return int(action) if self.action_kind == "discrete" and action.ndim == 0 else action
+        out = self(obs, key, action_mask, carry)
+        action, carry = out if self.recurrent else (out, None)
+        action = np.asarray(action)
+        action = int(action) if self.action_kind == "discrete" and action.ndim == 0 else action
+        return (action, carry) if self.recurrent else action
 
     def _observation(self, obs):
         """``obs`` as an array of one observation or a batch; ``ConfigError`` naming the shape it takes."""
@@ -208,5 +232,6 @@ def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool
     run = load_run(run_dir)
     agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
     act = make_act(run.trainer, deterministic)
-    jitted = jax.jit(lambda obs, key, mask=None: act(agent.params, agent.obs_stats, obs, key, mask))
-    return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic)
+    jitted = jax.jit(lambda obs, key, mask=None, carry=None: act(agent.params, agent.obs_stats, obs, key, mask, carry))
+    initial_carry = run.trainer.policy.initial_carry if run.trainer.policy.recurrent else None
+    return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic, initial_carry)

@@ -139,7 +139,7 @@ def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
     ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
     ppo.add_argument("--total-timesteps", dest="total_timesteps", type=_steps, metavar="N",
                      help="env steps per seed, e.g. 5e5 (with --resume: a larger N trains the run longer)")  # fmt: skip
-    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof"):
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof", "recurrent_size"):
         ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_int)
     for name in BOOL_FIELDS:
         ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction)
@@ -147,6 +147,8 @@ def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
     ppo.add_argument("--truncation", choices=["bootstrap", "terminate"])
     ppo.add_argument("--hidden-sizes", dest="hidden_sizes", type=_int_list, metavar="64,64")
     ppo.add_argument("--activation")
+    ppo.add_argument("--recurrent", choices=["gru", "none"],
+                     help="a GRU core between the encoder and the MLP, its state reset at episode starts (default none)")  # fmt: skip
     ppo.add_argument("--obs-clip", dest="obs_clip", type=_number)
     ppo.add_argument("--reward-clip", dest="reward_clip", type=_number)
     hp = p.add_argument_group("PPOHParams (traced; sweepable with --grid)")

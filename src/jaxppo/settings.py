@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
 HPARAM_FIELDS = [f.name for f in dataclasses.fields(PPOHParams)]
-INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof")
+INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof",
+              "recurrent_size")
 BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards")
 RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk")
 
@@ -218,7 +219,7 @@ _KINDS = {
     **{name: int for name in INT_FIELDS},
     **{name: bool for name in BOOL_FIELDS},
     **{name: float for name in ("target_kl", "obs_clip", "reward_clip", *HPARAM_FIELDS)},
-    **{name: str for name in ("env_id", "truncation", "activation")},
+    **{name: str for name in ("env_id", "truncation", "activation", "recurrent")},
     "hidden_sizes": tuple,
     "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
 }  # fmt: skip

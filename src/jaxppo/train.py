@@ -5,7 +5,8 @@ order it calls them::
 
     draw_iteration_noise, annealed_learning_rate → rollout ⊃ rollout_step ⊃ normalize_step
       → compute_advantages (GAE) → xla_cpu.shuffle → update_epochs ⊃ update_epoch
-      ⊃ (shuffle_into_minibatches, minibatch_update ⊃ loss) → divergence_guard → iteration_metrics
+      ⊃ (shuffle_into_minibatches or split_sequences, minibatch_update ⊃ loss) → divergence_guard
+      → iteration_metrics
 
 The environment is reached only through ``envs.VecEnv`` and the networks only through the
 policy seam (``policy.ActorCritic``); the XLA:CPU workarounds are called by name from
@@ -45,15 +46,16 @@ def iteration(trainer: Trainer, hp: PPOHParams, state: TrainState) -> tuple[Trai
     config = trainer.config
     noise = draw_iteration_noise(trainer, state.key)
     learning_rate = annealed_learning_rate(config, hp, state.iteration)
+    initial_carry = state.carry  # a recurrent policy's state at the rollout's start, replayed by the update
 
     # ----- rollout: num_steps steps of every env
     state, traj = rollout(trainer, hp, state.replace(key=noise.next_key), noise)
 
     # ----- GAE, from one batched value pass over visited states and their successors
-    batch = compute_advantages(trainer, hp, state.params, traj)
+    batch = compute_advantages(trainer, hp, state.params, traj, initial_carry)
 
-    # ----- update epochs over shuffled minibatches
-    permutations = xla_cpu.shuffle(noise.shuffle_bits, noise.spare_key, config.update_epochs, config.batch_size)
+    # ----- update epochs over shuffled minibatches (of whole env sequences for a recurrent policy)
+    permutations = xla_cpu.shuffle(noise.shuffle_bits, noise.spare_key, config.update_epochs, shuffled_size(trainer))
     update = update_epochs(trainer, hp, learning_rate, Learner(state.params, state.opt_state), batch, permutations)
 
     # ----- divergence guard: a non-finite update is rejected and the agent frozen
@@ -68,7 +70,7 @@ def draw_iteration_noise(trainer: Trainer, key: jax.Array) -> IterationNoise:
     config = trainer.config
     words = xla_cpu.key_words(key)
     steps = (config.num_steps, config.num_envs)
-    shuffle_shape = xla_cpu.shuffle_noise_shape(config.update_epochs, config.batch_size)
+    shuffle_shape = xla_cpu.shuffle_noise_shape(config.update_epochs, shuffled_size(trainer))
     shapes = [(2, words), (*steps, trainer.policy.action_noise_size), (*steps, words)]
     parts = xla_cpu.draw_bits(key, shapes + ([shuffle_shape] if shuffle_shape else []))
     next_key, spare_key = xla_cpu.keys_from_bits(key, parts[0])
@@ -79,6 +81,11 @@ def draw_iteration_noise(trainer: Trainer, key: jax.Array) -> IterationNoise:
         env_keys=xla_cpu.keys_from_bits(key, parts[2]),
         shuffle_bits=parts[3] if shuffle_shape else None,
     )
+
+
+def shuffled_size(trainer: Trainer) -> int:
+    """What each epoch permutes: the batch's samples, or a recurrent policy's env sequences."""
+    return trainer.config.num_envs if trainer.policy.recurrent else trainer.config.batch_size
 
 
 def annealed_learning_rate(config: PPOConfig, hp: PPOHParams, iterations_done: jax.Array) -> jax.Array:
@@ -103,7 +110,11 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
     """Act in every env once, from this step's share ``(uniform, env keys)`` of the noise."""
     uniform, env_keys = step_noise
     action_mask = trainer.env.action_mask(state.env_state)  # None unless the env masks actions
-    dist = trainer.policy.distribution(state.params, state.obs, action_mask)
+    value = carry = None
+    if trainer.policy.recurrent:  # the carry resets where this step's observation starts an episode
+        dist, value, carry = trainer.policy.step(state.params, state.carry, state.obs, state.episode_start, action_mask)
+    else:
+        dist = trainer.policy.distribution(state.params, state.obs, action_mask)
     action = dist.sample_from_uniform(uniform)
     log_prob = dist.log_prob(action)
     step = trainer.env.step(env_keys, state.env_state, action)
@@ -124,8 +135,13 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         episode_done=done,
         done_return=jnp.where(done, episode_return, 0.0),
         done_length=jnp.where(done, episode_length, 0),
-        done_metrics={name: jnp.where(done, value, 0.0) for name, value in step.episode_metrics.items()},
+        done_metrics={name: jnp.where(done, m, 0.0) for name, m in step.episode_metrics.items()},
+        episode_start=state.episode_start,
+        value=value,
+        critic_carry=None if carry is None else carry["critic"],
     )
+    if carry is not None:
+        state = state.replace(carry=carry, episode_start=done)
     state = state.replace(
         env_state=step.state,
         obs=next_obs,
@@ -153,25 +169,35 @@ def normalize_step(config: PPOConfig, hp: PPOHParams, state: TrainState, step):
 
 
 # ------------------------------------------------------------------------------- GAE
-def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Transition) -> Batch:
-    """GAE of the rollout, bootstrapping from V(final_obs) at time limits."""
-    # Values of every visited state and of every successor (pre-reset), in one batched pass.
-    both = jax.tree.map(lambda obs, final_obs: jnp.stack([obs, final_obs]), traj.obs, traj.final_obs)
-    values, next_values = trainer.policy.value(params, both)
+def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Transition, initial_carry=None):
+    """GAE of the rollout, bootstrapping from V(final_obs) at time limits: a ``Batch``, or for a
+    recurrent policy ``Sequences`` (the batch, its episode starts and the rollout's first carry)."""
+    if trainer.policy.recurrent:  # V(s_t) came with the rollout; V(final obs) reads on from s_t's carry
+        values = traj.value
+        next_values = trainer.policy.value_after(params, {"critic": traj.critic_carry}, traj.final_obs)
+    else:  # values of every visited state and of every successor (pre-reset), in one batched pass
+        both = jax.tree.map(lambda obs, final_obs: jnp.stack([obs, final_obs]), traj.obs, traj.final_obs)
+        values, next_values = trainer.policy.value(params, both)
     terminated = traj.terminated
     if trainer.config.truncation == "terminate":  # CleanRL parity: time limits end the return
         terminated = traj.episode_done
     advantages, returns = compute_gae(
         traj.reward, values, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda
     )
-    return Batch(traj.obs, traj.action, traj.log_prob, advantages, returns, values, traj.action_mask)
+    batch = Batch(traj.obs, traj.action, traj.log_prob, advantages, returns, values, traj.action_mask)
+    if trainer.policy.recurrent:
+        return Sequences(batch, traj.episode_start, initial_carry)
+    return batch
 
 
 # ---------------------------------------------------------------------------- update
-def update_epochs(trainer, hp, learning_rate, learner: Learner, batch: Batch, permutations) -> EpochCarry:
-    """``update_epochs`` passes over the flattened batch, one permutation ``[B]`` each."""
+def update_epochs(trainer, hp, learning_rate, learner: Learner, batch, permutations) -> EpochCarry:
+    """``update_epochs`` passes over the flattened batch, one permutation ``[B]`` each (for a
+    recurrent policy: over the env sequences ``Sequences``, one permutation ``[N]`` each)."""
     config = trainer.config
-    flat = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
+    flat = batch
+    if not trainer.policy.recurrent:
+        flat = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
     carry = EpochCarry(
         learner=learner,
         active=jnp.asarray(True),
@@ -187,7 +213,10 @@ def update_epoch(trainer, hp, learning_rate, batch: Batch, carry: EpochCarry, pe
     """One epoch: every sample once, in ``num_minibatches`` minibatches; then CleanRL's
     ``target_kl`` check on the epoch's last minibatch (a masked update: a scan cannot break)."""
     config = trainer.config
-    minibatches = shuffle_into_minibatches(permutation, batch, config.num_minibatches)
+    if trainer.policy.recurrent:
+        minibatches = split_sequences(permutation, batch, config.num_minibatches)
+    else:
+        minibatches = shuffle_into_minibatches(permutation, batch, config.num_minibatches)
     step = functools.partial(minibatch_update, trainer, hp, learning_rate, carry.active)
     learner, metrics = jax.lax.scan(step, carry.learner, minibatches)
     active = carry.active
@@ -216,6 +245,29 @@ def shuffle_into_minibatches(permutation: jax.Array, batch, num_minibatches: int
     )
 
 
+def split_sequences(permutation: jax.Array, sequences: Sequences, num_minibatches: int) -> Sequences:
+    """Whole env sequences into minibatches: env ``permutation[k]`` goes to minibatch
+    ``k // (N / num_minibatches)`` with all its steps, its episode starts and its first carry.
+
+    Leaves ``[T, N, ...]`` become ``[num_minibatches, T, N // num_minibatches, ...]``, the first
+    carry ``[N, ...]`` becomes ``[num_minibatches, N // num_minibatches, ...]``.
+    """
+    num_envs = permutation.shape[0]
+    per_minibatch = num_envs // num_minibatches
+
+    def by_env(x):  # time-major leaves
+        x = x[:, permutation].reshape((x.shape[0], num_minibatches, per_minibatch) + x.shape[2:])
+        return jnp.moveaxis(x, 1, 0)
+
+    return Sequences(
+        batch=jax.tree.map(by_env, sequences.batch),
+        episode_start=by_env(sequences.episode_start),
+        initial_carry=jax.tree.map(
+            lambda x: x[permutation].reshape((num_minibatches, per_minibatch) + x.shape[1:]), sequences.initial_carry
+        ),
+    )
+
+
 def minibatch_update(trainer, hp, learning_rate, active, learner: Learner, minibatch: Batch) -> tuple[Learner, dict]:
     """One gradient step on one minibatch (kept only while ``active``)."""
     grads, metrics = jax.grad(functools.partial(loss, trainer, hp), has_aux=True)(learner.params, minibatch)
@@ -228,15 +280,22 @@ def minibatch_update(trainer, hp, learning_rate, active, learner: Learner, minib
     return updated, metrics
 
 
-def loss(trainer: Trainer, hp: PPOHParams, params: dict, minibatch: Batch) -> tuple[jax.Array, dict]:
+def loss(trainer: Trainer, hp: PPOHParams, params: dict, minibatch) -> tuple[jax.Array, dict]:
     """The clipped PPO loss of the current policy on one minibatch: ``(loss, metrics)``."""
     config = trainer.config
-    dist = trainer.policy.distribution(params, minibatch.obs, minibatch.action_mask)
+    if trainer.policy.recurrent:  # replay the sequences from their first carry, resetting at their starts
+        sequences, minibatch = minibatch, minibatch.batch
+        dist, values = trainer.policy.unroll(
+            params, sequences.initial_carry, minibatch.obs, sequences.episode_start, minibatch.action_mask
+        )
+    else:
+        dist = trainer.policy.distribution(params, minibatch.obs, minibatch.action_mask)
+        values = trainer.policy.value(params, minibatch.obs)
     return ppo_loss(
         dist.log_prob(minibatch.action),
         minibatch.log_prob,
         minibatch.advantages,
-        trainer.policy.value(params, minibatch.obs),
+        values,
         minibatch.values,
         minibatch.returns,
         dist.entropy(),
@@ -320,6 +379,8 @@ class TrainState:
     key: jax.Array
     iteration: jax.Array  # iterations done
     diverged_at: jax.Array  # 1-based iteration whose update went non-finite (then frozen); -1 if never
+    carry: Any = None  # a recurrent policy's state per env ({"actor", "critic"} [num_envs, size]); None
+    episode_start: jax.Array | None = None  # [num_envs] bool: obs begins an episode (recurrent policies)
 
 
 @struct.dataclass
@@ -353,6 +414,9 @@ class Transition(NamedTuple):
     done_return: jax.Array  # raw return of the episode that ended here (0 otherwise)
     done_length: jax.Array
     done_metrics: dict  # {name: [N]} the env's per-episode statistics where an episode ended (0 otherwise)
+    episode_start: jax.Array | None = None  # recurrent policies: obs begins an episode (the carry was reset)
+    value: jax.Array | None = None  # recurrent policies: V(obs), computed while acting
+    critic_carry: jax.Array | None = None  # recurrent policies: the critic's carry after reading obs
 
 
 class Batch(NamedTuple):
@@ -365,6 +429,22 @@ class Batch(NamedTuple):
     returns: jax.Array
     values: jax.Array  # V(s_t) at collection, for value clipping
     action_mask: jax.Array | None = None  # applied again in the update, as in the rollout
+
+
+class Sequences(NamedTuple):
+    """A recurrent policy's batch: whole env sequences, replayed from their first carry."""
+
+    batch: Batch  # [T, N, ...]
+    episode_start: jax.Array  # [T, N] the carry resets before reading these observations
+    initial_carry: Any  # the policy's carry [N, ...] at the rollout's first step
+
+    @property
+    def values(self) -> jax.Array:
+        return self.batch.values
+
+    @property
+    def returns(self) -> jax.Array:
+        return self.batch.returns
 
 
 class Learner(NamedTuple):
@@ -484,6 +564,8 @@ def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
         key=keys[0],
         iteration=jnp.zeros((), jnp.int32),
         diverged_at=jnp.full((), -1, jnp.int32),
+        carry=trainer.policy.initial_carry(config.num_envs),
+        episode_start=jnp.ones(config.num_envs, bool) if trainer.policy.recurrent else None,
     )
 
 
