@@ -8,7 +8,8 @@ steps, a 128-unit GRU), one JSON line per run and a ratio line per pair.
 Protocol (as ``bench_throughput.py``): ``jit(vmap(train))`` lowered and compiled apart, then run
 once; each side in a fresh process, alternating, so the machine's drift hits both alike.
 PureJaxRL is imported from the given checkout (nothing of it is stored here), with the shared
-harness's patches for gymnax 1.0 (``../shared/bench/purejaxrl_cartpole.py``).
+harness's patches for gymnax 1.0 (``../shared/bench/purejaxrl_cartpole.py``) and two for flax's
+API drift (``patch_flax_drift``).
 
 The networks: PureJaxRL embeds the observation (Dense 128, relu), runs one GRU (128) shared by
 actor and critic, then a 128-relu layer per head. jaxppo runs ``recurrent="gru"``,
@@ -46,8 +47,8 @@ def timed(train, keys) -> dict:
     return {"compile_s": round(compiled_at - start, 2), "run_s": round(done - compiled_at, 2), "out": out}
 
 
-def run_purejaxrl(path: str, seeds: int, timesteps: float) -> dict:
-    spec = importlib.util.spec_from_file_location("harness", HARNESS)
+def run_purejaxrl(path: str, seeds: int, timesteps: float, harness_path: str) -> dict:
+    spec = importlib.util.spec_from_file_location("harness", harness_path)
     harness = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(harness)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + harness.XLA_WORKAROUND_FLAG).strip()
@@ -59,15 +60,36 @@ def run_purejaxrl(path: str, seeds: int, timesteps: float) -> dict:
     import ppo_rnn  # PureJaxRL's purejaxrl/ppo_rnn.py, from the given checkout
 
     ppo_rnn.gymnax = harness.make_gymnax_shim()[0]
+    patch_flax_drift(ppo_rnn)
     config = {**CONFIG, "TOTAL_TIMESTEPS": timesteps}
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     result = timed(ppo_rnn.make_train(config), keys)
-    metrics = result.pop("out")["metrics"]
+    metrics = result.pop("out")["metric"]
     returns, done = np.asarray(metrics["returned_episode_returns"]), np.asarray(metrics["returned_episode"])
     tail = slice(-10, None)
     result["final_return"] = round(float(returns[:, tail][done[:, tail]].mean()), 2)
     result["steps"] = int(config["NUM_UPDATES"] * config["NUM_STEPS"] * config["NUM_ENVS"])
     return result
+
+
+def patch_flax_drift(module) -> None:
+    """flax >= 0.8 API drift, patched in this process only: ``nn.GRUCell`` needs its
+    ``features`` (ppo_rnn.py's GRU has 128), and ``initialize_carry`` became an instance method
+    (ppo_rnn.py's carry is zeros ``[batch, hidden]``)."""
+    import functools
+    import types
+
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    class FlaxShim(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(nn, name)
+
+    shim = FlaxShim("flax.linen")
+    shim.GRUCell = functools.partial(nn.GRUCell, 128)
+    module.nn = shim
+    module.ScannedRNN.initialize_carry = staticmethod(lambda batch, hidden: jnp.zeros((batch, hidden)))
 
 
 def run_jaxppo(seeds: int, timesteps: float, shared_trunk: bool) -> dict:
@@ -94,7 +116,7 @@ def run_jaxppo(seeds: int, timesteps: float, shared_trunk: bool) -> dict:
 
 def child(args) -> None:
     if args.side == "purejaxrl":
-        result = run_purejaxrl(args.purejaxrl, args.seeds, args.timesteps)
+        result = run_purejaxrl(args.purejaxrl, args.seeds, args.timesteps, args.harness)
     else:
         result = run_jaxppo(args.seeds, args.timesteps, args.shared_trunk)
     result.update(side=args.side, seeds=args.seeds, sps=round(args.seeds * result["steps"] / result["run_s"]),
@@ -105,6 +127,7 @@ def child(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--purejaxrl", required=True, help="a PureJaxRL checkout (repo root or its purejaxrl/ dir)")
+    p.add_argument("--harness", default=str(HARNESS), help="the shared PureJaxRL harness (default %(default)s)")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--timesteps", type=float, default=CONFIG["TOTAL_TIMESTEPS"])
@@ -113,7 +136,7 @@ def main() -> None:
     args = p.parse_args()
     if args.side:
         return child(args)
-    common = ["--purejaxrl", args.purejaxrl, "--seeds", str(args.seeds), "--timesteps", str(args.timesteps),
+    common = ["--purejaxrl", args.purejaxrl, "--harness", args.harness, "--seeds", str(args.seeds), "--timesteps", str(args.timesteps),
               "--shared-trunk" if args.shared_trunk else "--no-shared-trunk"]  # fmt: skip
     for _ in range(args.pairs):
         pair = {}
