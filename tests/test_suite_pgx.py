@@ -138,9 +138,15 @@ def test_2048_episodes_start_from_fresh_random_boards(play2048):
 def test_freeways_clock_is_a_truncation():
     env, params = make("pgx/minatar-freeway")
     assert params.max_steps_in_episode == 2501
-    _, state = env.reset(jax.random.key(0), params)
+    _, state = env.reset_env(jax.random.key(0), params)
     state = state.replace(inner=state.inner.replace(_terminate_timer=jnp.int32(0)))  # one step left
-    _, _, _, terminated, truncated, _ = env.step(jax.random.key(1), state, 0, params)
+
+    @jax.jit
+    def last_step(state):  # step_env alone: gymnax's step would also compile the reset
+        _, state, _, terminated, _ = env.step_env(jax.random.key(1), state, 0, params)
+        return terminated, env.is_truncated(state, params)
+
+    terminated, truncated = last_step(state)
     assert bool(truncated) and not bool(terminated)
 
 
@@ -194,3 +200,18 @@ def test_unknown_multi_player_and_bad_kwargs_are_config_errors():
         make("pgx/minatar-breakout", sticky=0.0)
     with pytest.raises(ConfigError, match="size"):
         make("pgx/2048", size=5)
+
+
+def test_breakout_without_sticky_actions_is_gymnax_breakout_minatar():
+    # Both implement MinAtar Breakout with the same channels (paddle, ball, trail, bricks) and draw
+    # the ball's start alike; pgx adds MinAtar's sticky actions (0.1), which are switched off here.
+    pgx_env, pgx_params = make("pgx/minatar-breakout", sticky_action_prob=0.0, max_steps_in_episode=50)
+    gym_env, gym_params = make("Breakout-MinAtar")
+    gym_params = gym_params.replace(max_steps_in_episode=50)
+    actions = jax.random.randint(jax.random.key(4), (120,), 0, 3)
+    pgx_first, pgx_out = suite_contract.scripted_steps(pgx_env, pgx_params, jax.random.key(5), actions)
+    gym_first, gym_out = suite_contract.scripted_steps(gym_env, gym_params, jax.random.key(5), actions)
+    np.testing.assert_array_equal(np.asarray(pgx_first, np.float32), gym_first)
+    assert np.asarray(gym_out["terminated"]).sum() >= 2
+    for name in ("obs", "final_obs", "reward", "terminated", "truncated"):
+        np.testing.assert_array_equal(np.asarray(pgx_out[name], np.float32), np.asarray(gym_out[name], np.float32))
