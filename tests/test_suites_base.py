@@ -110,6 +110,23 @@ def test_make_dispatches_suite_ids_and_keeps_gymnax_ids():
         jaxppo.make_trainer(jaxppo.PPOConfig(env_id="CartPol-v1"))
 
 
+def test_the_time_limit_is_an_env_kwarg_for_every_env():
+    env, params = envs.make("CartPole-v1", max_steps_in_episode=50)
+    assert params.max_steps_in_episode == 50
+    spec = envs.make_env("CartPole-v1", (("max_steps_in_episode", 7),))
+    assert spec.env_params.max_steps_in_episode == 7
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="max_steps_in_episode must be a positive integer"):
+            envs.make("CartPole-v1", max_steps_in_episode=bad)
+
+
+def test_evaluation_stops_once_every_episode_ended_and_counts_each_episode_once():
+    trainer = jaxppo.make_trainer(jaxppo.PPOConfig(num_envs=2, num_steps=8, total_timesteps=16), env=Counter(max_steps=3))
+    state = trainer.init(jax.random.key(0), jaxppo.PPOHParams())
+    returns = jax.jit(jaxppo.evaluate, static_argnums=(0, 4))(trainer, state.params, None, jax.random.key(1), 5)
+    assert returns.shape == (5,) and set(np.asarray(returns).tolist()) <= {0.0, 1.0}
+
+
 def test_a_suite_that_is_not_installed_names_its_extra(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jumanji" else real(name, *a))

@@ -182,11 +182,26 @@ def flat_action_mask(masks, spec: EnvSpec) -> jax.Array:
 def make(env_id: str, **env_kwargs):
     """``(env, env_params)`` for an env id: a gymnax id, or ``suite/name`` for an env of another
     suite (``brax/ant``, ``jumanji/Snake-v1``; see ``jaxppo.suites``), as a gymnax ``Environment``.
-    ``env_kwargs`` reach the env's constructor. Bad ids and kwargs are a ``ConfigError``."""
+    ``env_kwargs`` reach the env's constructor, except ``max_steps_in_episode``: the time limit,
+    set in the returned params (``--env-kwarg max_steps_in_episode=N`` on the command line).
+    Bad ids and kwargs are a ``ConfigError``."""
     from jaxppo import suites
 
+    limit = env_kwargs.pop("max_steps_in_episode", None)
     if suites.split_env_id(env_id)[0] is not None:
-        return suites.make(env_id, **env_kwargs)
+        env, params = suites.make(env_id, **env_kwargs)
+    else:
+        env, params = _make_gymnax(env_id, env_kwargs)
+    if limit is None:
+        return env, params
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"max_steps_in_episode must be a positive integer, got {limit!r}")
+    if not hasattr(params, "max_steps_in_episode"):
+        raise ConfigError(f"{env_id} has no max_steps_in_episode in its params; drop that env kwarg")
+    return env, params.replace(max_steps_in_episode=limit)
+
+
+def _make_gymnax(env_id: str, env_kwargs: dict):
     gymnax = import_gymnax()
     if env_id not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.4)

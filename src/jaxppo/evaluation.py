@@ -93,17 +93,20 @@ def evaluate(
     key, reset_key = jax.random.split(key)
     obs, env_state = env.reset(reset_key)
 
-    def body(carry, _):
-        obs, env_state, policy_carry, key, returns, running = carry
+    def body(carry):
+        obs, env_state, policy_carry, key, returns, running, t = carry
         key, act_key, step_key = jax.random.split(key, 3)
         mask = env.action_mask(env_state)
         action, policy_carry = choose_action(trainer, deterministic, params, obs_stats, obs, act_key, mask, policy_carry)
         step = env.step(jax.random.split(step_key, num_episodes), env_state, action)
         returns = returns + jnp.where(running, step.reward, 0.0)
         running = running & ~(step.terminated | step.truncated)  # one episode per env: later ones are not counted
-        return (step.obs, step.state, policy_carry, key, returns, running), None
+        return step.obs, step.state, policy_carry, key, returns, running, t + 1
 
+    # Until every episode ended, at most the time limit: a long limit costs only what is played.
+    limit = episode_step_limit(trainer)
+    go_on = lambda carry: jnp.logical_and(carry[5].any(), carry[6] < limit)
     policy_carry = trainer.policy.initial_carry(num_episodes)
-    init = (obs, env_state, policy_carry, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-    (*_, returns, _), _ = jax.lax.scan(body, init, None, length=episode_step_limit(trainer))
+    init = (obs, env_state, policy_carry, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), jnp.zeros((), jnp.int32))
+    returns = jax.lax.while_loop(go_on, body, init)[4]
     return returns
