@@ -1,10 +1,11 @@
 """jumanji envs (``jumanji/Snake-v1``, ``jumanji/Game2048-v1``, ...) as gymnax ``Environment`` instances.
 
 ``make(name, **env_kwargs)`` builds ``jumanji.make(name, **env_kwargs)`` and wraps the raw env,
-never jumanji's ``AutoResetWrapper`` (its reset reuses the env's state key chain, and an
-auto-reset ``TimeStep`` no longer shows the final observation unless asked). The base class
-(``suites.base.SuiteEnv``) resets on the same step with a fresh key and keeps the final
-observation.
+never jumanji's ``AutoResetWrapper``: that one puts the reset observation in place of the final
+one (kept only in ``extras["next_obs"]`` with ``next_obs_in_extras=True``), draws the next
+episode's key from the ended episode's state, and passes an env's time-out on as a discount-0
+termination. The base class (``suites.base.SuiteEnv``) resets on the same step with a fresh
+key and keeps the final observation in ``info["final_observation"]``.
 
 Step API. jumanji's ``reset(key) -> (state, TimeStep)`` and ``step(state, action) -> (state,
 TimeStep)`` with ``TimeStep(step_type, reward, discount, observation, extras)``. The inner
