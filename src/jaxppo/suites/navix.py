@@ -6,12 +6,12 @@ How navix 0.7's API maps onto ``SuiteEnv``:
   kwarg it rejects is a ``ConfigError``. ``observation_fn`` may name one of navix's observation
   functions (``"symbolic"``, the default, ``"symbolic_first_person"``, ``"categorical"``,
   ``"categorical_first_person"``, ``"rgb"``, ``"rgb_first_person"``) or be a callable.
-- Steps: navix's ``step(timestep, action)`` is ``lax.cond(done, reset, _step)``: it resets one
-  step late (dm_env style), on the call *after* a done, ignoring that call's action. The adapter
-  calls the transition ``_step`` itself and resets on the same step (``SuiteEnv``), so the
-  action after a done acts on the fresh episode and none is lost; its state never holds a done
-  timestep, so ``step`` would always have taken ``_step`` (and under ``vmap`` would also have
-  computed a reset on every step).
+- Steps: navix's ``step(timestep, action)`` is ``lax.cond(step_type > 0, reset, _step)``: it
+  resets one step late (dm_env style), on the call *after* a done, ignoring that call's action.
+  The adapter calls the transition ``_step`` itself and resets on the same step (``SuiteEnv``),
+  so the action after a done acts on the fresh episode and none is lost. Calling ``_step`` also
+  keeps navix from resetting after its own time limit, and saves the reset branch that ``vmap``
+  would evaluate on every step.
 - Termination: ``step_type == 2`` (navix's TERMINATION, e.g. the goal reached).
 - Truncation: navix's own time limit is nothing but ``step_type == 1`` at ``t >= max_steps``;
   the adapter ignores it, so only ``params.max_steps_in_episode`` ends episodes by time. It
@@ -20,8 +20,10 @@ How navix 0.7's API maps onto ``SuiteEnv``:
 - Randomness: navix draws its stochastic dynamics from the key it stores in its state at reset,
   so each episode's randomness comes from its reset key; the step key is unused.
 - Observations: navix's symbolic and categorical observations are small integer codes (entity
-  tag, colour, state), not intensities, so they are given as float32 (uint8 leaves would be
-  scaled by 1/255 as images). The ``rgb`` observations are uint8 images, scaled by 1/255.
+  tag, colour, direction), not intensities, so they are given as float32: as uint8 leaves they
+  would be scaled by 1/255 like images, to inputs below 0.04, and PPO learns far slower (on
+  Empty-5x5, 26 steps per episode after 200k steps instead of the optimal 5). The ``rgb``
+  observations are uint8 images, scaled by 1/255.
 - Actions: ``Discrete(len(action_set))``, 7 for navix's MiniGrid action set; no masks.
 """
 
