@@ -36,6 +36,12 @@ ROWS = {
         "blines: a learning curve only, no number",
         None,
     ),
+    "navix_empty5x5": ("navix/Navix-Empty-5x5-v0, 16 envs x 128 steps, lr 1e-3, 200k steps", "optimum 1.0 in 5 steps", (">=", 0.95)),
+    "xminigrid_empty6x6": ("xminigrid/MiniGrid-Empty-6x6, same config", "optimum 0.956 in 7 steps", (">=", 0.9)),
+    "jumanji_game2048": ("jumanji/Game2048-v1 with masks, 64 envs x 128 steps, 128-128 relu, normalised, 1.5M steps",
+                         "masked random policy about 1,070", None),
+    "pgx_breakout": ("pgx/minatar-breakout (sticky actions 0.1), blines config and networks, 10M steps",
+                     "gymnax Breakout-MinAtar, same config: 46.32", None),
     "breakout_default_networks": (
         "Breakout-MinAtar, the table's blines-like config, default 64-64 tanh networks, 10M steps",
         "blines 28",

@@ -23,6 +23,11 @@ declare -A ROWS=(
   [breakout]="--config experiments/configs/minatar_blines.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS"
   [asterix]="--config experiments/configs/minatar_blines.toml --env Asterix-MinAtar --seeds $MINATAR_SEEDS"
   [breakout_default_networks]="--config experiments/configs/minatar_default_networks.toml --env Breakout-MinAtar --seeds 8"
+  # Env suites (pip install -e ".[envs]")
+  [navix_empty5x5]="--config experiments/configs/navix_empty5x5.toml --seeds 8"
+  [xminigrid_empty6x6]="--config experiments/configs/xminigrid_empty6x6.toml --seeds 8"
+  [jumanji_game2048]="--config experiments/configs/jumanji_game2048.toml --seeds 8"
+  [pgx_breakout]="--config experiments/configs/minatar_blines.toml --env pgx/minatar-breakout --seeds $MINATAR_SEEDS"
   # Sensitivity: clip_coef x ent_coef, and vf_coef, 16 seeds per grid point, one compiled call each.
   [sens_cartpole_clip_ent]="--env CartPole-v1 --seeds 16 --grid clip_coef=0.1,0.2,0.3 --grid ent_coef=0,0.01,0.05"
   [sens_cartpole_vf]="--env CartPole-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
@@ -30,7 +35,8 @@ declare -A ROWS=(
   [sens_acrobot_vf]="--env Acrobot-v1 --seeds 16 --grid vf_coef=0.25,0.5,1,2"
 )
 ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mountaincarcontinuous
-       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks asterix)
+       sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks asterix
+       navix_empty5x5 xminigrid_empty6x6 jumanji_game2048 pgx_breakout)
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
