@@ -1,10 +1,14 @@
 """The policy seam: everything the trainer knows about its networks.
 
-A policy maps an observation batch to an action distribution and a value. It is built as an
-encoder (here: each observation flattened for an MLP), an optional recurrent core (none here),
-then heads (the actor's distribution parameters, the critic's value). The trainer calls only:
+A policy maps an observation batch to an action distribution and a value. Each network reads an
+observation as ``encoder -> MLP hidden layers -> heads`` (``networks``): the encoder flattens
+vector leaves and convolves image leaves (``observation_encoding`` decides per leaf from
+``PPOConfig.encoder``), the MLP's last hidden layer feeds the heads (the actor's distribution
+parameters, the critic's value). Two layouts (``PPOConfig.shared_trunk``): ``ActorCritic``,
+separate actor and critic networks (CleanRL's), or ``SharedTrunkActorCritic``, one encoder and
+MLP trunk with both heads. The trainer calls only:
 
-- ``init(keys, obs)``: parameters, from an example observation batch;
+- ``init(keys, obs)``: parameters, from two keys and an example observation batch;
 - ``distribution(params, obs, action_mask=None)``: a ``distributions.Distribution``
   (``sample_from_uniform``, ``log_prob``, ``entropy``, ``mode``) over the env's actions, with the
   actions ``action_mask`` forbids at probability 0 in all four;
@@ -12,10 +16,11 @@ then heads (the actor's distribution parameters, the critic's value). The traine
 - ``action_noise_size``: uniform values one sample consumes (drawn with the iteration's noise).
 
 Observations keep their env shape ``[*batch, *obs_shape]``, and a Dict observation is a dict of
-such arrays; the encoder decides how to read them (the MLP: every leaf flattened, concatenated).
-A MultiDiscrete action space gets a ``MultiCategorical`` whose ``action_noise_size`` sums its
-sub-actions'. Where a recurrent core would extend the seam (none exists yet): a carry for
-``distribution``/``value`` with an ``initial_carry``, kept per env in ``TrainState``.
+such arrays; the encoder decides how to read them. A MultiDiscrete action space gets a
+``MultiCategorical`` whose ``action_noise_size`` sums its sub-actions'. Where a recurrent core
+would extend the seam (none exists yet): between the MLP's hidden layers and its heads
+(``networks.MLP``), with a carry for ``distribution``/``value`` and an ``initial_carry``, kept
+per env in ``TrainState``.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxppo.config import PPOConfig
+from jaxppo.config import ConfigError, PPOConfig
 from jaxppo.distributions import Distribution, mask_logits
-from jaxppo.envs import EnvSpec
-from jaxppo.networks import Actor, Critic
+from jaxppo.envs import EnvSpec, ObsLeaf
+from jaxppo.networks import Actor, ActorCriticTrunk, Critic, Encoding, LeafEncoder
+
+IMAGE_MIN_SIZE = 5  # encoder="auto" convolves [H, W, C] leaves whose H and W are at least this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,27 +51,90 @@ class ActorCritic:
     def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
         """Parameters from two independent keys ``[2]`` (the actor's, the critic's) and an
         example observation batch (default: one zero observation)."""
-        if obs is None:
-            obs = jax.tree.map(lambda leaf: jnp.zeros((1, *leaf.shape), jnp.float32), self.obs_leaves)
+        obs = _example_observation(self.obs_leaves) if obs is None else obs
         return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
 
     def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
-        dist = self.actor.apply(params["actor"], obs)
-        if action_mask is None:
-            return dist
-        return dist.replace(logits=mask_logits(dist.logits, action_mask))
+        return _masked(self.actor.apply(params["actor"], obs), action_mask)
 
     def value(self, params: dict, obs: jax.Array) -> jax.Array:
         return self.critic.apply(params["critic"], obs)
 
 
-def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
-    """The policy ``config`` describes, for the env ``spec`` describes."""
-    leaves = spec.obs_leaves
-    rank = tuple((k, len(leaf.shape)) for k, leaf in leaves.items()) if isinstance(leaves, dict) else len(leaves.shape)
-    return ActorCritic(
-        actor=Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation, rank, spec.action_nvec),
-        critic=Critic(config.hidden_sizes, config.activation, rank),
-        obs_leaves=spec.obs_leaves,
-        action_noise_size=spec.action_size,
-    )
+@dataclasses.dataclass(frozen=True)
+class SharedTrunkActorCritic:
+    """One encoder and MLP trunk with a policy head and a value head, parameters ``{"trunk"}``:
+    the value loss, weighted by ``vf_coef``, trains the features the policy reads."""
+
+    network: ActorCriticTrunk
+    obs_leaves: Any
+    action_noise_size: int
+
+    def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
+        """Parameters from the first of two keys ``[2]`` (the seam's signature) and an example
+        observation batch (default: one zero observation)."""
+        obs = _example_observation(self.obs_leaves) if obs is None else obs
+        return {"trunk": self.network.init(keys[0], obs)}
+
+    def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
+        return _masked(self.network.apply(params["trunk"], obs)[0], action_mask)
+
+    def value(self, params: dict, obs: jax.Array) -> jax.Array:
+        return self.network.apply(params["trunk"], obs)[1]
+
+
+def _example_observation(obs_leaves):
+    return jax.tree.map(lambda leaf: jnp.zeros((1, *leaf.shape), jnp.float32), obs_leaves)
+
+
+def _masked(dist: Distribution, action_mask: jax.Array | None) -> Distribution:
+    return dist if action_mask is None else dist.replace(logits=mask_logits(dist.logits, action_mask))
+
+
+def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic | SharedTrunkActorCritic:
+    """The policy ``config`` describes, for the env ``spec`` describes (``ConfigError`` when its
+    encoder does not fit the observations)."""
+    encoding = observation_encoding(config, spec.obs_leaves)
+    network = dict(hidden_sizes=config.hidden_sizes, activation=config.activation, encoding=encoding)
+    actor = dict(action_kind=spec.action_kind, action_size=spec.action_size, action_nvec=spec.action_nvec)
+    if config.shared_trunk:
+        return SharedTrunkActorCritic(ActorCriticTrunk(**actor, **network), spec.obs_leaves, spec.action_size)
+    return ActorCritic(Actor(**actor, **network), Critic(**network), spec.obs_leaves, spec.action_size)
+
+
+def observation_encoding(config: PPOConfig, obs_leaves) -> Encoding:
+    """Each observation leaf's ``LeafEncoder``: convolved (``config.cnn_*``) or flattened, by
+    ``config.encoder``: ``"auto"`` convolves image-like leaves (``[H, W, C]``, H and W at least
+    ``IMAGE_MIN_SIZE``), ``"cnn"`` every ``[H, W, C]`` leaf (at least one), ``"mlp"`` none."""
+    if isinstance(obs_leaves, dict):
+        encoding = tuple(
+            (key, _leaf_encoder(config, leaf, f"observation leaf {key!r}")) for key, leaf in obs_leaves.items()
+        )
+        convolved = any(leaf.convolves for _, leaf in encoding)
+    else:
+        encoding = _leaf_encoder(config, obs_leaves, "the observation")
+        convolved = encoding.convolves
+    if config.encoder == "cnn" and not convolved:
+        shapes = (
+            {key: leaf.shape for key, leaf in obs_leaves.items()} if isinstance(obs_leaves, dict) else obs_leaves.shape
+        )
+        raise ConfigError(f"encoder='cnn' needs an [H, W, C] observation leaf, and these observations are {shapes}; "
+                          f"use encoder='mlp' or 'auto'")  # fmt: skip
+    return encoding
+
+
+def _leaf_encoder(config: PPOConfig, leaf: ObsLeaf, where: str) -> LeafEncoder:
+    rank = len(leaf.shape)
+    image_like = rank == 3 and min(leaf.shape[:2]) >= IMAGE_MIN_SIZE
+    if not ((config.encoder == "cnn" and rank == 3) or (config.encoder == "auto" and image_like)):
+        return LeafEncoder(rank)
+    encoder = LeafEncoder(rank, config.cnn_channels, config.cnn_kernels, config.cnn_strides)
+    inputs = encoder.conv_shapes(leaf.shape)
+    for layer, (kernel, (height, width, _)) in enumerate(zip(encoder.kernels, inputs[:-1], strict=True)):
+        if kernel > min(height, width):
+            raise ConfigError(
+                f"{where} of shape {leaf.shape}: convolution layer {layer + 1}'s {kernel}x{kernel} kernel is larger "
+                f"than its {height}x{width} input (cnn_kernels {config.cnn_kernels}, cnn_strides "
+                f"{config.cnn_strides}); use smaller kernels or strides, or encoder='mlp'"
+            )
+    return encoder

@@ -8,8 +8,8 @@ order it calls them::
       ⊃ (shuffle_into_minibatches, minibatch_update ⊃ loss) → divergence_guard → iteration_metrics
 
 The environment is reached only through ``envs.VecEnv`` and the networks only through the
-policy seam (``policy.ActorCritic``); the XLA:CPU workarounds are called by name from
-``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
+policy seam (``policy.ActorCritic`` or ``policy.SharedTrunkActorCritic``); the XLA:CPU
+workarounds are called by name from ``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
 iteration and continue exactly (``Trainer.run`` called again with the returned state). The
 named containers follow the helpers, and the public pieces (``Trainer``, ``make_train``,
 ``make_trainer``, ``init_state``, ``make_optimizer``) close the module. Hyperparameters are resolved once, where
@@ -34,7 +34,7 @@ from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, VecEnv, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
-from jaxppo.policy import ActorCritic, make_policy
+from jaxppo.policy import ActorCritic, SharedTrunkActorCritic, make_policy
 
 RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
 
@@ -306,7 +306,7 @@ def _record_episodes(buffer, count, done_returns, done_mask):
 class TrainState:
     """The complete carry of training; checkpoint this to resume exactly."""
 
-    params: dict  # {"actor": ..., "critic": ...}
+    params: dict  # {"actor": ..., "critic": ...}, or {"trunk": ...} with a shared trunk
     opt_state: Any  # over the parameters raveled into one vector (xla_cpu.apply_update)
     obs_stats: Any  # RunningMeanStd (per leaf for a Dict space; None for uint8 leaves), or None
     reward_stats: norm.RunningMeanStd | None
@@ -398,7 +398,7 @@ class Trainer:
 
     config: PPOConfig  # resolved: no None left
     env: VecEnv
-    policy: ActorCritic
+    policy: ActorCritic | SharedTrunkActorCritic
 
     @property
     def spec(self) -> EnvSpec:
