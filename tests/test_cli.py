@@ -391,6 +391,11 @@ BAD_INPUTS = {
         ["--grid", "learning_rate=1e-3", "--learning-rate", "1e-4"],
         ["--grid learning_rate=0.001", "--learning-rate 0.0001"],
     ),
+    "encoder_unknown": (["--encoder", "conv"], ["--encoder", "conv"]),
+    "encoder_cnn_without_an_image": (["--encoder", "cnn"], ["encoder='cnn'", "(4,)"]),
+    "cnn_layers_of_unequal_lengths": (["--cnn-channels", "16,32"], ["cnn_channels", "equal lengths"]),
+    "cnn_stride_zero": (["--cnn-strides", "0"], ["cnn_strides"]),
+    "cnn_kernel_larger_than_the_image": (["--env", "Breakout-MinAtar", "--cnn-kernels", "11"], ["(10, 10, 4)", "11x11"]),
 }
 
 
@@ -422,6 +427,10 @@ def quick(runs, grid_run):
         commands[name] = ("jaxppo.run", [*small, "--config", inputs / f"{name}.toml", "--out", "out"])
     commands["existing_out"] = ("jaxppo.run", [*TINY, "--grid", "learning_rate=1e-3,3e-3", "--out", grid_run])
     commands["resume_flag_differs"] = ("jaxppo.run", ["--resume", grid_run, "--learning-rate", "0.1"])
+    commands["resume_architecture_differs"] = (
+        "jaxppo.run",
+        ["--resume", grid_run, "--shared-trunk", "--hidden-sizes", "32", "--cnn-channels", "8"],
+    )
     commands["resume_yaml_differs"] = ("jaxppo.run", ["--resume", grid_run, "--config", inputs / "resume_diff.yaml"])
     commands["resume_yaml_sci_grid"] = (
         "jaxppo.run",
@@ -485,6 +494,13 @@ def test_resume_with_different_flag_is_refused(quick, grid_run):
     assert snapshot(grid_run) == quick.before["grid"]
 
 
+def test_resume_with_a_different_architecture_is_refused_listing_every_difference(quick, grid_run):
+    line = assert_one_line_error(quick.procs["resume_architecture_differs"])
+    for field in ("shared_trunk", "hidden_sizes", "cnn_channels"):
+        assert f"config.{field}" in line, line
+    assert snapshot(grid_run) == quick.before["grid"]
+
+
 def test_resume_with_different_yaml_config_is_refused(quick):
     line = assert_one_line_error(quick.procs["resume_yaml_differs"])
     assert "clip_coef" in line and "seeds" in line, line  # both differences listed
@@ -534,13 +550,39 @@ def test_plot_command_writes_png(quick):
 
 # ------------------------------------------------------------------ 3. interrupt + resume
 RESUME_FLAGS = [*TINY, "--total-timesteps", "40960", "--checkpoint-every", "2"]  # 80 iterations, defaults
+CNN_RESUME_FLAGS = [*RESUME_FLAGS, "--env", "Breakout-MinAtar", "--encoder", "cnn"]  # [10, 10, 4] images
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
+    assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path, RESUME_FLAGS)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+@pytest.mark.timeout(600)
+def test_interrupt_then_resume_equals_uninterrupted_run_with_the_cnn(tmp_path):
+    assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path, CNN_RESUME_FLAGS)
+    config = json.loads((tmp_path / "interrupted" / "config.json").read_text())
+    architecture = {name: config["config"][name] for name in ("encoder", "cnn_channels", "cnn_kernels", "cnn_strides",
+                                                              "shared_trunk", "hidden_sizes", "activation")}  # fmt: skip
+    assert architecture == {"encoder": "cnn", "cnn_channels": [16], "cnn_kernels": [3], "cnn_strides": [1],
+                            "shared_trunk": False, "hidden_sizes": [64, 64], "activation": "tanh"}  # fmt: skip
+    from jaxppo import load_policy
+
+    policy = load_policy(tmp_path / "interrupted", seed=1)
+    obs = np.zeros((10, 10, 4), np.float32)
+    assert policy.predict(obs) in (0, 1, 2) and policy.predict(np.stack([obs] * 3)).shape == (3,)
+    evaluated = cli(tmp_path / "interrupted", "--episodes", "2", module="jaxppo.evaluate", cwd=tmp_path)
+    assert_ok(evaluated)
+    assert len([line for line in evaluated.stdout.splitlines() if line.strip().startswith("seed ")]) == 2, evaluated.stdout
+
+
+def assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path: Path, flags: list) -> None:
+    """An 80-iteration run of ``flags``, interrupted after a checkpoint and resumed, equals the
+    same run uninterrupted: logs, summary, parameters and every state, bit for bit."""
     interrupted, reference = tmp_path / "interrupted", tmp_path / "reference"
-    reference_proc = popen(*RESUME_FLAGS, "--out", reference, cwd=tmp_path)
-    proc = popen(*RESUME_FLAGS, "--out", interrupted, cwd=tmp_path)
+    reference_proc = popen(*flags, "--out", reference, cwd=tmp_path)
+    proc = popen(*flags, "--out", interrupted, cwd=tmp_path)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
         while not checkpoint_steps(interrupted) and proc.poll() is None:

@@ -65,7 +65,7 @@ def test_the_rollout_marks_each_step_after_a_done_as_a_start(rollout):
     np.testing.assert_array_equal(start[0], np.asarray(state.episode_start))
     np.testing.assert_array_equal(start[1:], done[:-1])
     np.testing.assert_array_equal(np.asarray(after.episode_start), done[-1])
-    np.testing.assert_array_equal(np.asarray(after.carry["critic"]), np.asarray(traj.critic_carry[-1]))
+    np.testing.assert_array_equal(np.asarray(after.carry["critic"]), np.asarray(traj.next_carry["critic"][-1]))
 
 
 def test_replay_from_the_stored_first_carry_reproduces_the_rollout(trainer, rollout):

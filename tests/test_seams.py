@@ -60,7 +60,7 @@ def test_continuous_actions_reach_the_env_clipped_and_shaped():
 
 # ---------------------------------------------------------------------- policy seam
 def test_policy_reads_observations_in_their_env_shape():
-    config = jaxppo.PPOConfig(env_id="Breakout-MinAtar").resolve("discrete")
+    config = jaxppo.PPOConfig(env_id="Breakout-MinAtar", encoder="mlp").resolve("discrete")
     spec = make_env("Breakout-MinAtar")
     policy = make_policy(config, spec)
     params = policy.init(jax.random.split(jax.random.key(0), 2))

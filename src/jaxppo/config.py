@@ -30,6 +30,7 @@ ActionKind = Literal["discrete", "continuous"]
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
 TRUNCATION_MODES = ("bootstrap", "terminate")
 RECURRENT_CORES = (None, "gru")
+ENCODERS = ("auto", "mlp", "cnn")
 
 # CleanRL ppo.py (discrete) and ppo_continuous_action.py (continuous) defaults for the
 # fields that differ between the two scripts; everything else is shared.
@@ -84,6 +85,15 @@ class PPOConfig:
     normalize_rewards: bool | None = None
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    # Observation encoder: "auto" convolves image-like leaves ([H, W, C], H and W >= 5) and
+    # flattens the others; "mlp" flattens every leaf; "cnn" convolves every [H, W, C] leaf.
+    encoder: str = "auto"
+    # Convolution layers (VALID, relu), before the MLP: the MinAtar paper's one 16 x 3x3 layer.
+    cnn_channels: tuple[int, ...] = (16,)
+    cnn_kernels: tuple[int, ...] = (3,)
+    cnn_strides: tuple[int, ...] = (1,)
+    # False: separate actor and critic networks (CleanRL); True: one encoder + MLP trunk, two heads.
+    shared_trunk: bool = False
     # Advantage-normalisation std: 0 as CleanRL's JAX code and PureJaxRL, 1 as CleanRL torch.
     adv_std_ddof: int = 0
     obs_clip: float = 10.0
@@ -97,7 +107,13 @@ class PPOConfig:
         # Dicts are not hashable: store env_kwargs as sorted items so the config stays static.
         if isinstance(self.env_kwargs, dict):
             object.__setattr__(self, "env_kwargs", tuple(sorted(self.env_kwargs.items())))
-        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        for name in ("hidden_sizes", "cnn_channels", "cnn_kernels", "cnn_strides"):
+            try:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+            except TypeError:
+                raise ConfigError(
+                    f"{name} must be a sequence of positive integers, got {getattr(self, name)!r}"
+                ) from None
         if isinstance(self.recurrent, str) and self.recurrent.lower() == "none":  # as flags and files spell it
             object.__setattr__(self, "recurrent", None)
 
@@ -147,6 +163,7 @@ class PPOConfig:
             raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
+        self._validate_architecture()
         if self.adv_std_ddof not in (0, 1):
             raise ConfigError(f"adv_std_ddof must be 0 or 1, got {self.adv_std_ddof!r}")
         if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
@@ -179,6 +196,26 @@ class PPOConfig:
                 f"(num_envs*num_steps = {self.batch_size}); raise total_timesteps to at least "
                 f"{self.batch_size} or lower num_envs/num_steps"
             )
+
+    def _validate_architecture(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        for name in ("cnn_channels", "cnn_kernels", "cnn_strides"):
+            values = getattr(self, name)
+            if not values or not all(_is_positive_int(v) for v in values):
+                raise ConfigError(f"{name} must be positive integers (one per convolution layer), got {values!r}")
+        lengths = {len(self.cnn_channels), len(self.cnn_kernels), len(self.cnn_strides)}
+        if len(lengths) > 1:
+            raise ConfigError(
+                f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and cnn_strides "
+                f"{self.cnn_strides} must have one entry per convolution layer each (equal lengths)"
+            )
+        if not isinstance(self.shared_trunk, bool):
+            raise ConfigError(f"shared_trunk must be true or false, got {self.shared_trunk!r}")
+
+
+def _is_positive_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value > 0
 
 
 def _divisors(n: int, limit: int = 8) -> list[int]:

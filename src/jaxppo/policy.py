@@ -1,10 +1,14 @@
 """The policy seam: everything the trainer knows about its networks.
 
-A policy maps an observation batch to an action distribution and a value. It is built as an
-encoder (here: each observation flattened for an MLP), an optional recurrent core (none here),
-then heads (the actor's distribution parameters, the critic's value). The trainer calls only:
+A policy maps an observation batch to an action distribution and a value. Each network reads an
+observation as ``encoder -> MLP hidden layers -> heads`` (``networks``): the encoder flattens
+vector leaves and convolves image leaves (``observation_encoding`` decides per leaf from
+``PPOConfig.encoder``), the MLP's last hidden layer feeds the heads (the actor's distribution
+parameters, the critic's value). Two layouts (``PPOConfig.shared_trunk``): ``ActorCritic``,
+separate actor and critic networks (CleanRL's), or ``SharedTrunkActorCritic``, one encoder and
+MLP trunk with both heads. The trainer calls only:
 
-- ``init(keys, obs)``: parameters, from an example observation batch;
+- ``init(keys, obs)``: parameters, from two keys and an example observation batch;
 - ``distribution(params, obs, action_mask=None)``: a ``distributions.Distribution``
   (``sample_from_uniform``, ``log_prob``, ``entropy``, ``mode``) over the env's actions, with the
   actions ``action_mask`` forbids at probability 0 in all four;
@@ -12,13 +16,12 @@ then heads (the actor's distribution parameters, the critic's value). The traine
 - ``action_noise_size``: uniform values one sample consumes (drawn with the iteration's noise).
 
 Observations keep their env shape ``[*batch, *obs_shape]``, and a Dict observation is a dict of
-such arrays; the encoder decides how to read them (the MLP: every leaf flattened, concatenated).
-A MultiDiscrete action space gets a ``MultiCategorical`` whose ``action_noise_size`` sums its
-sub-actions'.
+such arrays; the encoder decides how to read them. A MultiDiscrete action space gets a
+``MultiCategorical`` whose ``action_noise_size`` sums its sub-actions'.
 
-A recurrent policy (``recurrent_size`` set: a GRU core in the actor and one in the critic) has
-a carry ``{"actor": [N, size], "critic": [N, size]}`` per env instead of ``distribution`` and
-``value``, and is used through:
+A recurrent policy (``recurrent_size`` set) runs a GRU core between the encoder and the MLP (one
+per network: ``{"actor", "critic"}``, or ``{"trunk"}`` with a shared trunk). Its carry, one per
+env, takes the place of ``distribution`` and ``value``:
 
 - ``initial_carry(num_envs)``: zeros, the carry at an episode's start;
 - ``step(params, carry, obs, start, action_mask=None) -> (dist, value, carry)``: one step of
@@ -38,94 +41,182 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxppo.config import PPOConfig
+from jaxppo.config import ConfigError, PPOConfig
 from jaxppo.distributions import Distribution, mask_logits
-from jaxppo.envs import EnvSpec
-from jaxppo.networks import Actor, Critic
+from jaxppo.envs import EnvSpec, ObsLeaf
+from jaxppo.networks import Actor, ActorCriticTrunk, Critic, Encoding, LeafEncoder
+
+IMAGE_MIN_SIZE = 5  # encoder="auto" convolves [H, W, C] leaves whose H and W are at least this
+
+
+class Recurrence:
+    """The recurrent half of the seam, shared by both layouts: each defines ``CARRIES`` (its
+    networks with a core), ``_unroll`` and ``_values_after`` on time-major sequences."""
+
+    CARRIES: tuple[str, ...] = ()
+    recurrent_size: int | None
+
+    @property
+    def recurrent(self) -> bool:
+        return self.recurrent_size is not None
+
+    def initial_carry(self, num_envs: int) -> dict | None:
+        """The carry of ``num_envs`` fresh episodes (``None`` for a feed-forward policy)."""
+        if not self.recurrent:
+            return None
+        return {name: jnp.zeros((num_envs, self.recurrent_size), jnp.float32) for name in self.CARRIES}
+
+    def step(self, params: dict, carry: dict, obs, start: jax.Array, action_mask: jax.Array | None = None):
+        """One step of every env: ``(dist [N], value [N], carry)``, the carry reset where ``start``."""
+        sequence = jax.tree.map(lambda x: x[None], obs)
+        dist, values, carries = self._unroll(params, carry, sequence, start[None])
+        first = lambda tree: jax.tree.map(lambda x: x[0], tree)
+        return _masked(first(dist), action_mask), values[0], first(carries)
+
+    def unroll(self, params: dict, carry: dict, obs, start: jax.Array, action_mask: jax.Array | None = None):
+        """A time-major sequence ``obs [T, N, ...]`` from its first ``carry`` ``[N, ...]``:
+        ``(dist [T, N], values [T, N])``."""
+        dist, values, _ = self._unroll(params, carry, obs, start)
+        return _masked(dist, action_mask), values
+
+    def value_after(self, params: dict, carry: dict, obs) -> jax.Array:
+        """V(``obs``) read on from ``carry`` (no reset); ``obs [*B, ...]`` with ``carry [*B, size]``."""
+        batch_shape = next(iter(carry.values())).shape[:-1]
+        flat = jax.tree.map(lambda x: x.reshape((1, -1) + x.shape[len(batch_shape) :]), obs)
+        flat_carry = {name: c.reshape(-1, self.recurrent_size) for name, c in carry.items()}
+        start = jnp.zeros((1, math.prod(batch_shape)), bool)
+        return self._values_after(params, flat_carry, flat, start).reshape(batch_shape)
+
+    def _recurrent_init(self, networks: dict, keys, obs) -> dict:
+        """Each network's parameters, initialised on a one-step sequence of ``obs``."""
+        batch = jax.tree.leaves(obs)[0].shape[0]
+        sequence = jax.tree.map(lambda x: x[None], obs)
+        carry, start = self.initial_carry(batch), jnp.ones((1, batch), bool)
+        return {name: network.init(key, sequence, carry[name], start)
+                for key, (name, network) in zip(keys, networks.items(), strict=False)}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorCritic:
+class ActorCritic(Recurrence):
     """Separate actor and critic networks (CleanRL's layout), parameters ``{"actor", "critic"}``."""
 
+    CARRIES = ("actor", "critic")
     actor: Actor
     critic: Critic
     obs_leaves: Any  # envs.ObsLeaf, or {key: ObsLeaf} for a Dict observation space
     action_noise_size: int
     recurrent_size: int | None = None  # the GRU cores' size; None: feed-forward
 
-    @property
-    def recurrent(self) -> bool:
-        return self.recurrent_size is not None
-
     def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
         """Parameters from two independent keys ``[2]`` (the actor's, the critic's) and an
         example observation batch (default: one zero observation)."""
-        if obs is None:
-            obs = jax.tree.map(lambda leaf: jnp.zeros((1, *leaf.shape), jnp.float32), self.obs_leaves)
-        if not self.recurrent:
-            return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
-        batch = jax.tree.leaves(obs)[0].shape[0]
-        sequence = jax.tree.map(lambda x: x[None], obs)
-        carry, start = self.initial_carry(batch), jnp.ones((1, batch), bool)
-        return {"actor": self.actor.init(keys[0], sequence, carry["actor"], start),
-                "critic": self.critic.init(keys[1], sequence, carry["critic"], start)}  # fmt: skip
+        obs = _example_observation(self.obs_leaves) if obs is None else obs
+        if self.recurrent:
+            return self._recurrent_init({"actor": self.actor, "critic": self.critic}, keys, obs)
+        return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
 
-    def initial_carry(self, num_envs: int) -> dict | None:
-        """The recurrent state of ``num_envs`` fresh episodes (``None`` for a feed-forward policy)."""
-        if not self.recurrent:
-            return None
-        zeros = jnp.zeros((num_envs, self.recurrent_size), jnp.float32)
-        return {"actor": zeros, "critic": zeros}
-
-    def step(self, params: dict, carry: dict, obs, start: jax.Array, action_mask: jax.Array | None = None):
-        """One step of every env: ``(dist [N], value [N], carry)``, the carry reset where ``start``."""
-        sequence = jax.tree.map(lambda x: x[None], obs)
-        dist, values, carries = self._unroll(params, carry, sequence, start[None], action_mask)
-        first = lambda tree: jax.tree.map(lambda x: x[0], tree)
-        return first(dist), values[0], first(carries)
-
-    def unroll(self, params: dict, carry: dict, obs, start: jax.Array, action_mask: jax.Array | None = None):
-        """A time-major sequence ``obs [T, N, ...]`` from its first ``carry`` ``[N, ...]``:
-        ``(dist [T, N], values [T, N])``."""
-        dist, values, _ = self._unroll(params, carry, obs, start, action_mask)
-        return dist, values
-
-    def value_after(self, params: dict, carry: dict, obs) -> jax.Array:
-        """V(``obs``) read on from ``carry`` (no reset); ``obs [*B, ...]`` with ``carry [*B, size]``."""
-        batch_shape = carry["critic"].shape[:-1]
-        flat = jax.tree.map(lambda x: x.reshape((1, -1) + x.shape[len(batch_shape):]), obs)
-        start = jnp.zeros((1, math.prod(batch_shape)), bool)
-        values, _ = self.critic.apply(params["critic"], flat, carry["critic"].reshape(-1, self.recurrent_size), start)
-        return values.reshape(batch_shape)
-
-    def _unroll(self, params, carry, obs, start, action_mask):
+    def _unroll(self, params, carry, obs, start):
         dist, actor_carries = self.actor.apply(params["actor"], obs, carry["actor"], start)
         values, critic_carries = self.critic.apply(params["critic"], obs, carry["critic"], start)
-        if action_mask is not None:
-            dist = dist.replace(logits=mask_logits(dist.logits, action_mask))
         return dist, values, {"actor": actor_carries, "critic": critic_carries}
 
+    def _values_after(self, params, carry, obs, start):
+        return self.critic.apply(params["critic"], obs, carry["critic"], start)[0]
+
     def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
-        dist = self.actor.apply(params["actor"], obs)
-        if action_mask is None:
-            return dist
-        return dist.replace(logits=mask_logits(dist.logits, action_mask))
+        return _masked(self.actor.apply(params["actor"], obs), action_mask)
 
     def value(self, params: dict, obs: jax.Array) -> jax.Array:
         return self.critic.apply(params["critic"], obs)
 
 
-def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic:
-    """The policy ``config`` describes, for the env ``spec`` describes."""
-    leaves = spec.obs_leaves
-    rank = tuple((k, len(leaf.shape)) for k, leaf in leaves.items()) if isinstance(leaves, dict) else len(leaves.shape)
+@dataclasses.dataclass(frozen=True)
+class SharedTrunkActorCritic(Recurrence):
+    """One encoder and MLP trunk with a policy head and a value head, parameters ``{"trunk"}``:
+    the value loss, weighted by ``vf_coef``, trains the features the policy reads."""
+
+    CARRIES = ("trunk",)
+    network: ActorCriticTrunk
+    obs_leaves: Any
+    action_noise_size: int
+    recurrent_size: int | None = None  # the GRU core's size; None: feed-forward
+
+    def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
+        """Parameters from the first of two keys ``[2]`` (the seam's signature) and an example
+        observation batch (default: one zero observation)."""
+        obs = _example_observation(self.obs_leaves) if obs is None else obs
+        if self.recurrent:
+            return self._recurrent_init({"trunk": self.network}, keys, obs)
+        return {"trunk": self.network.init(keys[0], obs)}
+
+    def _unroll(self, params, carry, obs, start):
+        dist, values, carries = self.network.apply(params["trunk"], obs, carry["trunk"], start)
+        return dist, values, {"trunk": carries}
+
+    def _values_after(self, params, carry, obs, start):
+        return self.network.apply(params["trunk"], obs, carry["trunk"], start)[1]
+
+    def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
+        return _masked(self.network.apply(params["trunk"], obs)[0], action_mask)
+
+    def value(self, params: dict, obs: jax.Array) -> jax.Array:
+        return self.network.apply(params["trunk"], obs)[1]
+
+
+def _example_observation(obs_leaves):
+    return jax.tree.map(lambda leaf: jnp.zeros((1, *leaf.shape), jnp.float32), obs_leaves)
+
+
+def _masked(dist: Distribution, action_mask: jax.Array | None) -> Distribution:
+    return dist if action_mask is None else dist.replace(logits=mask_logits(dist.logits, action_mask))
+
+
+def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic | SharedTrunkActorCritic:
+    """The policy ``config`` describes, for the env ``spec`` describes (``ConfigError`` when its
+    encoder does not fit the observations)."""
+    encoding = observation_encoding(config, spec.obs_leaves)
     core = config.recurrent_size if config.recurrent == "gru" else None
-    return ActorCritic(
-        actor=Actor(spec.action_kind, spec.action_size, config.hidden_sizes, config.activation, rank, spec.action_nvec,
-                    core),  # fmt: skip
-        critic=Critic(config.hidden_sizes, config.activation, rank, core),
-        obs_leaves=spec.obs_leaves,
-        action_noise_size=spec.action_size,
-        recurrent_size=core,
-    )
+    network = dict(hidden_sizes=config.hidden_sizes, activation=config.activation, encoding=encoding,
+                   recurrent_size=core)  # fmt: skip
+    actor = dict(action_kind=spec.action_kind, action_size=spec.action_size, action_nvec=spec.action_nvec)
+    if config.shared_trunk:
+        return SharedTrunkActorCritic(ActorCriticTrunk(**actor, **network), spec.obs_leaves, spec.action_size, core)
+    return ActorCritic(Actor(**actor, **network), Critic(**network), spec.obs_leaves, spec.action_size, core)
+
+
+def observation_encoding(config: PPOConfig, obs_leaves) -> Encoding:
+    """Each observation leaf's ``LeafEncoder``: convolved (``config.cnn_*``) or flattened, by
+    ``config.encoder``: ``"auto"`` convolves image-like leaves (``[H, W, C]``, H and W at least
+    ``IMAGE_MIN_SIZE``), ``"cnn"`` every ``[H, W, C]`` leaf (at least one), ``"mlp"`` none."""
+    if isinstance(obs_leaves, dict):
+        encoding = tuple(
+            (key, _leaf_encoder(config, leaf, f"observation leaf {key!r}")) for key, leaf in obs_leaves.items()
+        )
+        convolved = any(leaf.convolves for _, leaf in encoding)
+    else:
+        encoding = _leaf_encoder(config, obs_leaves, "the observation")
+        convolved = encoding.convolves
+    if config.encoder == "cnn" and not convolved:
+        shapes = (
+            {key: leaf.shape for key, leaf in obs_leaves.items()} if isinstance(obs_leaves, dict) else obs_leaves.shape
+        )
+        raise ConfigError(f"encoder='cnn' needs an [H, W, C] observation leaf, and these observations are {shapes}; "
+                          f"use encoder='mlp' or 'auto'")  # fmt: skip
+    return encoding
+
+
+def _leaf_encoder(config: PPOConfig, leaf: ObsLeaf, where: str) -> LeafEncoder:
+    rank = len(leaf.shape)
+    image_like = rank == 3 and min(leaf.shape[:2]) >= IMAGE_MIN_SIZE
+    if not ((config.encoder == "cnn" and rank == 3) or (config.encoder == "auto" and image_like)):
+        return LeafEncoder(rank)
+    encoder = LeafEncoder(rank, config.cnn_channels, config.cnn_kernels, config.cnn_strides)
+    inputs = encoder.conv_shapes(leaf.shape)
+    for layer, (kernel, (height, width, _)) in enumerate(zip(encoder.kernels, inputs[:-1], strict=True)):
+        if kernel > min(height, width):
+            raise ConfigError(
+                f"{where} of shape {leaf.shape}: convolution layer {layer + 1}'s {kernel}x{kernel} kernel is larger "
+                f"than its {height}x{width} input (cnn_kernels {config.cnn_kernels}, cnn_strides "
+                f"{config.cnn_strides}); use smaller kernels or strides, or encoder='mlp'"
+            )
+    return encoder

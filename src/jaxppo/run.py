@@ -141,14 +141,26 @@ def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
                      help="env steps per seed, e.g. 5e5 (with --resume: a larger N trains the run longer)")  # fmt: skip
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof", "recurrent_size"):
         ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_int)
+    bool_help = {"shared_trunk": "one encoder + MLP trunk with a policy and a value head (vf_coef weighs the "
+                                 "value loss on it), or separate actor and critic networks (default)"}  # fmt: skip
     for name in BOOL_FIELDS:
-        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction)
+        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction,
+                         help=bool_help.get(name))  # fmt: skip
     ppo.add_argument("--target-kl", dest="target_kl", type=_optional_number, help="early-stop KL, or none")
     ppo.add_argument("--truncation", choices=["bootstrap", "terminate"])
     ppo.add_argument("--hidden-sizes", dest="hidden_sizes", type=_int_list, metavar="64,64")
     ppo.add_argument("--activation")
     ppo.add_argument("--recurrent", choices=["gru", "none"],
                      help="a GRU core between the encoder and the MLP, its state reset at episode starts (default none)")  # fmt: skip
+    ppo.add_argument("--encoder", choices=["auto", "mlp", "cnn"],
+                     help="observation encoder: auto (default) convolves [H, W, C] leaves of at least 5x5 and "
+                          "flattens the others; mlp flattens all; cnn convolves every [H, W, C] leaf")  # fmt: skip
+    ppo.add_argument("--cnn-channels", dest="cnn_channels", type=_int_list, metavar="16,32",
+                     help="filters per convolution layer (default 16)")  # fmt: skip
+    ppo.add_argument("--cnn-kernels", dest="cnn_kernels", type=_int_list, metavar="3,3",
+                     help="square kernel size per convolution layer (default 3)")  # fmt: skip
+    ppo.add_argument("--cnn-strides", dest="cnn_strides", type=_int_list, metavar="1,1",
+                     help="stride per convolution layer (default 1)")  # fmt: skip
     ppo.add_argument("--obs-clip", dest="obs_clip", type=_number)
     ppo.add_argument("--reward-clip", dest="reward_clip", type=_number)
     hp = p.add_argument_group("PPOHParams (traced; sweepable with --grid)")

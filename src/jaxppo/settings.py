@@ -24,7 +24,8 @@ CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
 HPARAM_FIELDS = [f.name for f in dataclasses.fields(PPOHParams)]
 INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof",
               "recurrent_size")
-BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards")
+BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards", "shared_trunk")
+SIZES_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_kernels", "cnn_strides")  # tuples of ints
 RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk")
 
 
@@ -51,7 +52,8 @@ class RunSettings:
     def to_json(self) -> dict:
         config = dataclasses.asdict(self.config)
         config["env_kwargs"] = dict(self.config.env_kwargs)
-        config["hidden_sizes"] = list(self.config.hidden_sizes)
+        for name in SIZES_FIELDS:
+            config[name] = list(getattr(self.config, name))
         return {
             "config": config,
             "hparams": self.hparams,
@@ -66,7 +68,9 @@ class RunSettings:
     @classmethod
     def from_json(cls, data: dict) -> RunSettings:
         config = dict(data["config"])
-        config["hidden_sizes"] = tuple(config["hidden_sizes"])
+        for name in SIZES_FIELDS:
+            if name in config:  # a run stored before a field existed takes its default
+                config[name] = tuple(config[name])
         return cls(
             config=PPOConfig(**config),
             hparams=dict(data["hparams"]),
@@ -219,8 +223,8 @@ _KINDS = {
     **{name: int for name in INT_FIELDS},
     **{name: bool for name in BOOL_FIELDS},
     **{name: float for name in ("target_kl", "obs_clip", "reward_clip", *HPARAM_FIELDS)},
-    **{name: str for name in ("env_id", "truncation", "activation", "recurrent")},
-    "hidden_sizes": tuple,
+    **{name: str for name in ("env_id", "truncation", "activation", "encoder", "recurrent")},
+    **{name: tuple for name in SIZES_FIELDS},
     "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
 }  # fmt: skip
 _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
@@ -250,7 +254,7 @@ def _coerce(name: str, value):
             return value
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise TypeError
-        return tuple(_coerce("seeds", v) for v in value)  # hidden sizes: integers
+        return tuple(_coerce("seeds", v) for v in value)  # layer sizes: integers
     except (TypeError, ValueError, ConfigError):
         raise ConfigError(f"setting {name} must be {_KIND_NAMES[kind]}, got {value!r}") from None
 

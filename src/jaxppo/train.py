@@ -9,8 +9,8 @@ order it calls them::
       → iteration_metrics
 
 The environment is reached only through ``envs.VecEnv`` and the networks only through the
-policy seam (``policy.ActorCritic``); the XLA:CPU workarounds are called by name from
-``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
+policy seam (``policy.ActorCritic`` or ``policy.SharedTrunkActorCritic``); the XLA:CPU
+workarounds are called by name from ``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
 iteration and continue exactly (``Trainer.run`` called again with the returned state). The
 named containers follow the helpers, and the public pieces (``Trainer``, ``make_train``,
 ``make_trainer``, ``init_state``, ``make_optimizer``) close the module. Hyperparameters are resolved once, where
@@ -35,7 +35,7 @@ from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, VecEnv, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
-from jaxppo.policy import ActorCritic, make_policy
+from jaxppo.policy import ActorCritic, SharedTrunkActorCritic, make_policy
 
 RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
 
@@ -138,7 +138,7 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         done_metrics={name: jnp.where(done, m, 0.0) for name, m in step.episode_metrics.items()},
         episode_start=state.episode_start,
         value=value,
-        critic_carry=None if carry is None else carry["critic"],
+        next_carry=carry,
     )
     if carry is not None:
         state = state.replace(carry=carry, episode_start=done)
@@ -174,7 +174,7 @@ def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Tra
     recurrent policy ``Sequences`` (the batch, its episode starts and the rollout's first carry)."""
     if trainer.policy.recurrent:  # V(s_t) came with the rollout; V(final obs) reads on from s_t's carry
         values = traj.value
-        next_values = trainer.policy.value_after(params, {"critic": traj.critic_carry}, traj.final_obs)
+        next_values = trainer.policy.value_after(params, traj.next_carry, traj.final_obs)
     else:  # values of every visited state and of every successor (pre-reset), in one batched pass
         both = jax.tree.map(lambda obs, final_obs: jnp.stack([obs, final_obs]), traj.obs, traj.final_obs)
         values, next_values = trainer.policy.value(params, both)
@@ -365,7 +365,7 @@ def _record_episodes(buffer, count, done_returns, done_mask):
 class TrainState:
     """The complete carry of training; checkpoint this to resume exactly."""
 
-    params: dict  # {"actor": ..., "critic": ...}
+    params: dict  # {"actor": ..., "critic": ...}, or {"trunk": ...} with a shared trunk
     opt_state: Any  # over the parameters raveled into one vector (xla_cpu.apply_update)
     obs_stats: Any  # RunningMeanStd (per leaf for a Dict space; None for uint8 leaves), or None
     reward_stats: norm.RunningMeanStd | None
@@ -416,7 +416,7 @@ class Transition(NamedTuple):
     done_metrics: dict  # {name: [N]} the env's per-episode statistics where an episode ended (0 otherwise)
     episode_start: jax.Array | None = None  # recurrent policies: obs begins an episode (the carry was reset)
     value: jax.Array | None = None  # recurrent policies: V(obs), computed while acting
-    critic_carry: jax.Array | None = None  # recurrent policies: the critic's carry after reading obs
+    next_carry: Any = None  # recurrent policies: the carry after reading obs (V(final obs) reads on from it)
 
 
 class Batch(NamedTuple):
@@ -478,7 +478,7 @@ class Trainer:
 
     config: PPOConfig  # resolved: no None left
     env: VecEnv
-    policy: ActorCritic
+    policy: ActorCritic | SharedTrunkActorCritic
 
     @property
     def spec(self) -> EnvSpec:
