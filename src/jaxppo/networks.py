@@ -290,5 +290,5 @@ def _per_step(dist):
     """A Gaussian's shared ``log_std`` broadcast to its mean, so a ``[T, N]`` distribution can be
     indexed by step like the categorical ones."""
     if isinstance(dist, DiagGaussian):
-        return dist.replace(log_std=jnp.broadcast_to(dist.log_std, dist.mean.shape))
+        return DiagGaussian(mean=dist.mean, log_std=jnp.broadcast_to(dist.log_std, dist.mean.shape))
     return dist
