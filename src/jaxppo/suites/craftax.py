@@ -32,6 +32,10 @@ the final observation by the reset one).
 - Env kwargs: the fields of craftax's ``EnvParams`` (``day_length``, ``always_diamond``, ...)
   and of its ``StaticEnvParams`` (``map_size``, ``max_zombies``, ...), by name; JSON lists
   become tuples. Keys reach craftax as raw ``uint32`` key data (``base.raw_key``).
+
+Cost: the same-step auto-reset generates a world at every step (selected only where an episode
+ended), which is most of a step on CPU; with XLA:CPU's YNNPACK fusions switched off
+(``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``) it is 5.6x cheaper.
 """
 
 from __future__ import annotations
