@@ -93,8 +93,9 @@ class BraxLikeEnv(SuiteEnv):
         super().__init__(name, max_steps_in_episode)
         self.raw_env = raw_env
         self._action_size = int(raw_env.action_size)
-        # The state's shapes without running a reset (no compilation, no FLOPs).
-        self._template = jax.eval_shape(raw_env.reset, jax.random.PRNGKey(0))
+        # The state's shapes without running a reset (no compilation, no FLOPs, and no concrete
+        # key, so making the env does not start jax's backends).
+        self._template = jax.eval_shape(raw_env.reset, jax.ShapeDtypeStruct((2,), jnp.uint32))
         self._obs_shape = jax.tree.map(lambda leaf: tuple(leaf.shape), self._template.obs)
 
     def raw_reset(self, key: jax.Array) -> tuple[Any, Any]:
