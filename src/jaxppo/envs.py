@@ -188,6 +188,9 @@ def make(env_id: str, **env_kwargs):
     from jaxppo import suites
 
     limit = env_kwargs.pop("max_steps_in_episode", None)
+    aliases = [k for k in suites.time_limit_kwargs(env_id) if k in env_kwargs]
+    if limit is not None and aliases:
+        raise ConfigError(f"{env_id}: give the time limit once, as max_steps_in_episode or {aliases[0]}")
     if suites.split_env_id(env_id)[0] is not None:
         env, params = suites.make(env_id, **env_kwargs)
     else:

@@ -22,17 +22,25 @@ class Suite:
     module: str  # the jaxppo adapter module, with make(name, **env_kwargs) -> (env, env_params)
     extra: str  # the pip extra that installs the suite
     imports: tuple[str, ...]  # top-level packages the adapter needs
+    time_limit_kwargs: tuple[str, ...] = ()  # the suite's own names for max_steps_in_episode
 
 
 SUITES = {
     "playground": Suite("jaxppo.suites.playground", "playground", ("mujoco_playground", "brax")),
     "brax": Suite("jaxppo.suites.brax", "brax", ("brax",)),
     "jumanji": Suite("jaxppo.suites.jumanji", "jumanji", ("jumanji",)),
-    "craftax": Suite("jaxppo.suites.craftax", "craftax", ("craftax",)),
+    "craftax": Suite("jaxppo.suites.craftax", "craftax", ("craftax",), ("max_timesteps",)),
     "navix": Suite("jaxppo.suites.navix", "navix", ("navix",)),
     "xminigrid": Suite("jaxppo.suites.xminigrid", "xminigrid", ("xminigrid",)),
     "pgx": Suite("jaxppo.suites.pgx", "pgx", ("pgx",)),
 }
+
+
+def time_limit_kwargs(env_id: str) -> tuple[str, ...]:
+    """The env kwargs that a suite takes as its own name for the time limit (craftax's
+    ``max_timesteps``); empty for gymnax ids and unknown suites."""
+    suite = SUITES.get(split_env_id(env_id)[0] or "")
+    return suite.time_limit_kwargs if suite else ()
 
 
 def split_env_id(env_id: str) -> tuple[str | None, str]:
