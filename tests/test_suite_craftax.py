@@ -227,6 +227,12 @@ def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trai
     assert len(achievements) == 22 and "episode/Achievements/collect_wood" in achievements
     values = np.array([[float(row[name]) for name in achievements] for row in rows])
     assert np.isfinite(values).all() and ((values >= 0) & (values <= 100)).all()  # percentages of episodes
+    # summary.json: per seed, the mean over its last iterations (here both) of each achievement
+    (point,) = summary["grid_points"]
+    wood = point["episode_metrics"]["Achievements/collect_wood"]
+    per_seed = [np.mean([float(row["episode/Achievements/collect_wood"]) for row in rows if int(row["seed"]) == s])
+                for s in range(2)]  # fmt: skip
+    assert wood["n"] == 2 and wood["mean"] == pytest.approx(np.mean(per_seed))
 
     config = jaxppo.PPOConfig(env_id=ENV_ID, env_kwargs={"max_steps_in_episode": CLI_LIMIT}, **CLI_CONFIG)
     keys = jax.random.split(jax.random.key(0), 2)  # the CLI's keys of seeds 0 and 1 (--seed 0)

@@ -138,6 +138,20 @@ def write_metrics(run_dir: Path, trainer, settings, metrics: dict, first_seed: i
     rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows, first_seed))
 
 
+RECENT_ITERATIONS = 10  # the window of the summary's per-episode statistics
+
+
+def _recent_mean(values: np.ndarray) -> np.ndarray:
+    """``[G, S, n]`` per-iteration means (NaN where no episode ended) -> ``[G, S]``: the mean of
+    each seed's last ``RECENT_ITERATIONS`` finite values (NaN if it has none)."""
+    finite = ~np.isnan(values)
+    rank = np.cumsum(finite[..., ::-1], axis=-1)[..., ::-1]  # how many finite values from here on
+    window = finite & (rank <= RECENT_ITERATIONS)
+    count = window.sum(-1)
+    total = np.where(window, values, 0.0).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _summary(trainer, settings, part: Part) -> dict:
     metrics, eval_returns, diverged_at = part.metrics, part.eval_returns, part.diverged_at
     compile_seconds, run_seconds = part.compile_seconds, part.run_seconds
@@ -153,6 +167,12 @@ def _summary(trainer, settings, part: Part) -> dict:
            "parts": list(part.parts),
            "final_return_definition": "per seed: mean raw return of its last 100 completed episodes",
            "grid_points": []}  # fmt: skip
+    episode_metrics = {name[len("episode/"):]: _recent_mean(np.asarray(v, np.float64))
+                       for name, v in metrics.items() if name.startswith("episode/")}  # fmt: skip
+    if episode_metrics:
+        out["episode_metrics_definition"] = (
+            f"per seed: mean over its last {RECENT_ITERATIONS} iterations that completed an episode "
+            "of each iteration's mean over its completed episodes")
     for g, point in enumerate(points):
         entry = {
             "grid_point": g,
@@ -167,6 +187,8 @@ def _summary(trainer, settings, part: Part) -> dict:
             # Non-finite loss or parameters: updates rejected from that iteration on (frozen).
             "diverged": [{"seed": s, "iteration": int(i)} for s, i in enumerate(diverged_at[g]) if i >= 0],
         }
+        if episode_metrics:
+            entry["episode_metrics"] = {name: summarize(v[g]) for name, v in episode_metrics.items()}
         if eval_returns is not None:
             entry["eval_return"] = summarize(eval_returns[g].mean(axis=-1))
             entry["eval_return_per_seed"] = eval_returns[g].mean(axis=-1).tolist()
