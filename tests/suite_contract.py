@@ -105,5 +105,52 @@ def cli_training_run(tmp_path: Path, env_id: str, *flags, timeout: int = 600) ->
     return json.loads((out / "summary.json").read_text())
 
 
+def brax_like_reference(raw_reset, raw_step, key, actions, limit: int):
+    """A brax-like raw env (``reset(key_data)``, ``step(state, action)`` with ``obs``, ``reward``,
+    ``done``: brax and Playground) stepped by hand with jaxppo's semantics and the keys ``scripted_steps`` uses:
+    ``done`` a termination, ``limit`` steps a truncation, and a reset with the step key's second
+    half (gymnax's ``Environment.step``) where an episode ended. Returns the first observation and
+    ``{obs, reward, terminated, truncated, final_obs}`` stacked over the steps."""
+    reset_key, step_key = jax.random.split(key)
+    state = raw_reset(jax.random.key_data(reset_key))
+    first_obs, time, rows = state.obs, 0, []
+    for key_t, action in zip(jax.random.split(step_key, len(actions)), actions, strict=True):
+        state, time = raw_step(state, action), time + 1
+        terminated = bool(state.done > 0)
+        truncated = time >= limit and not terminated
+        row = dict(reward=state.reward, terminated=terminated, truncated=truncated, final_obs=state.obs)
+        if terminated or truncated:
+            state, time = raw_reset(jax.random.key_data(jax.random.split(key_t)[1])), 0
+        rows.append({**row, "obs": state.obs})
+    return np.asarray(first_obs), {name: np.stack([np.asarray(row[name]) for row in rows]) for name in rows[0]}
+
+
+def assert_matches_reference(first_obs, out, ref_first_obs, ref, atol=1e-5):
+    """The adapter's scripted run equals the raw env's, step by step."""
+    np.testing.assert_allclose(np.asarray(first_obs), ref_first_obs, atol=atol)
+    for name in ("obs", "final_obs", "reward"):
+        np.testing.assert_allclose(np.asarray(out[name]), ref[name], atol=atol, err_msg=name)
+    for name in ("terminated", "truncated"):
+        np.testing.assert_array_equal(np.asarray(out[name]), ref[name], err_msg=name)
+
+
+def assert_goal_episodes_equal_raw(out, raw: dict, start_obs, goal_step: int):
+    """A grid world's scripted run (``scripted_steps``, no time limit reached) against its raw env
+    stepped by hand: ``raw`` holds per step the raw ``reward``, the raw termination ``end``, the
+    raw observation before any reset (``final_obs``) and after the adapter's reset (``obs``).
+    The scripted goal at ``goal_step`` terminates with a reward, the next episode starts from
+    ``start_obs`` on that same step, and the next action moves its agent (none is lost)."""
+    terminated, truncated, reward = (np.asarray(out[name]) for name in ("terminated", "truncated", "reward"))
+    assert raw["end"][goal_step] and sum(raw["end"]) >= 3, "the scripted goal, then a few more"
+    assert terminated[goal_step] and not truncated.any() and reward[goal_step] > 0
+    np.testing.assert_array_equal(terminated, raw["end"])
+    np.testing.assert_allclose(reward, raw["reward"])
+    np.testing.assert_array_equal(np.asarray(out["final_obs"]), np.stack(raw["final_obs"]))
+    obs = np.asarray(out["obs"])
+    np.testing.assert_array_equal(obs, np.stack(raw["obs"]))
+    np.testing.assert_array_equal(obs[goal_step], np.asarray(start_obs))
+    assert not np.array_equal(obs[goal_step + 1], obs[goal_step])
+
+
 def finite(tree) -> bool:
     return all(bool(jnp.isfinite(jnp.asarray(x, jnp.float32)).all()) for x in jax.tree.leaves(tree))

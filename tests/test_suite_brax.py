@@ -31,34 +31,6 @@ LIMIT = 10
 ACTIONS = np.concatenate([np.zeros((LIMIT, 1)), np.ones((8, 1))]).astype(np.float32)  # NumPy: no jax at import
 
 
-def raw_reference(raw_reset, raw_step, key, actions, limit: int):
-    """The raw env stepped by hand with jaxppo's semantics and the keys ``scripted_steps`` uses:
-    ``done`` a termination, ``limit`` steps a truncation, and a reset with the step key's second
-    half (gymnax's ``Environment.step``) where an episode ended. Returns the first observation and
-    ``{obs, reward, terminated, truncated, final_obs}`` stacked over the steps."""
-    reset_key, step_key = jax.random.split(key)
-    state = raw_reset(jax.random.key_data(reset_key))
-    first_obs, time, rows = state.obs, 0, []
-    for key_t, action in zip(jax.random.split(step_key, len(actions)), actions, strict=True):
-        state, time = raw_step(state, action), time + 1
-        terminated = bool(state.done > 0)
-        truncated = time >= limit and not terminated
-        row = dict(reward=state.reward, terminated=terminated, truncated=truncated, final_obs=state.obs)
-        if terminated or truncated:
-            state, time = raw_reset(jax.random.key_data(jax.random.split(key_t)[1])), 0
-        rows.append({**row, "obs": state.obs})
-    return np.asarray(first_obs), {name: np.stack([np.asarray(row[name]) for row in rows]) for name in rows[0]}
-
-
-def assert_matches_raw(first_obs, out, ref_first_obs, ref, atol=1e-5):
-    """The adapter's scripted run equals the raw env's, step by step."""
-    np.testing.assert_allclose(np.asarray(first_obs), ref_first_obs, atol=atol)
-    for name in ("obs", "final_obs", "reward"):
-        np.testing.assert_allclose(np.asarray(out[name]), ref[name], atol=atol, err_msg=name)
-    for name in ("terminated", "truncated"):
-        np.testing.assert_array_equal(np.asarray(out[name]), ref[name], err_msg=name)
-
-
 @pytest.fixture(scope="module")
 def env_and_params():
     return make(ENV_ID, **KWARGS)
@@ -70,7 +42,9 @@ def scripted_run(env_and_params):
     env, params = env_and_params
     first_obs, out = suite_contract.assert_time_limit(env, params, LIMIT, ACTIONS)
     raw = env.raw_env  # the env brax.envs.get_environment built, no wrapper
-    reference = raw_reference(jax.jit(raw.reset), jax.jit(raw.step), jax.random.key(0), ACTIONS, LIMIT)
+    reference = suite_contract.brax_like_reference(
+        jax.jit(raw.reset), jax.jit(raw.step), jax.random.key(0), ACTIONS, LIMIT
+    )
     return first_obs, out, reference
 
 
@@ -87,7 +61,7 @@ def test_spaces_are_the_raw_envs(env_and_params):
 
 def test_every_step_equals_the_raw_envs(scripted_run):
     first_obs, out, (ref_first_obs, ref) = scripted_run
-    assert_matches_raw(first_obs, out, ref_first_obs, ref)
+    suite_contract.assert_matches_reference(first_obs, out, ref_first_obs, ref)
 
 
 def test_time_limit_is_a_truncation_with_the_raw_final_observation(scripted_run):

@@ -22,7 +22,6 @@ pytest.importorskip("mujoco_playground")
 import suite_contract  # noqa: E402
 from jaxppo.config import ConfigError  # noqa: E402
 from jaxppo.envs import make, make_env  # noqa: E402
-from test_suite_brax import assert_matches_raw, raw_reference  # noqa: E402  (the raw env by hand)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -43,7 +42,9 @@ def scripted_run(env_and_params):
     env, params = env_and_params
     first_obs, out = suite_contract.assert_time_limit(env, params, LIMIT, ACTIONS)
     raw = env.raw_env  # the env registry.load built, no wrapper
-    reference = raw_reference(jax.jit(raw.reset), jax.jit(raw.step), jax.random.key(0), ACTIONS, LIMIT)
+    reference = suite_contract.brax_like_reference(
+        jax.jit(raw.reset), jax.jit(raw.step), jax.random.key(0), ACTIONS, LIMIT
+    )
     return first_obs, out, reference
 
 
@@ -64,7 +65,7 @@ def test_spaces_config_and_time_limit_are_the_raw_envs(env_and_params):
 
 def test_every_step_equals_the_raw_envs(scripted_run):
     first_obs, out, (ref_first_obs, ref) = scripted_run
-    assert_matches_raw(first_obs, out, ref_first_obs, ref)
+    suite_contract.assert_matches_reference(first_obs, out, ref_first_obs, ref)
     assert not np.asarray(out["terminated"]).any()
     assert len(np.unique(np.asarray(out["reward"]))) > 1  # the rewards depend on the actions
 

@@ -18,6 +18,7 @@ import jaxppo  # noqa: E402
 from jaxppo import envs  # noqa: E402
 from jaxppo.config import ConfigError  # noqa: E402
 from suite_contract import (  # noqa: E402
+    assert_goal_episodes_equal_raw,
     assert_starts_differ,
     assert_time_limit,
     assert_vmapped_seeds_equal_separate,
@@ -73,25 +74,16 @@ def test_terminations_rewards_and_resets_agree_with_raw_xminigrid():
     raw_env, raw_params = xminigrid.make(NAME)
     raw_step = jax.jit(raw_env.step)
     start = raw_env.reset(raw_params, jax.random.PRNGKey(0))  # Empty-6x6 always starts alike
-    timestep, rewards, ends, observations, final_observations = start, [], [], [], []
+    timestep, raw = start, {"reward": [], "end": [], "final_obs": [], "obs": []}
     for action in actions:
         timestep = raw_step(raw_params, timestep, jnp.asarray(action))
-        rewards.append(float(timestep.reward))
-        ends.append(bool(timestep.last()) and float(timestep.discount) == 0.0)
-        final_observations.append(np.asarray(timestep.observation))
-        timestep = start if ends[-1] else timestep  # xminigrid has no reset of its own
-        observations.append(np.asarray(timestep.observation))
-    terminated, truncated, reward = (np.asarray(out[name]) for name in ("terminated", "truncated", "reward"))
-    assert ends[6] and sum(ends) >= 3, "the scripted goal, then a few more"
-    assert terminated[6] and not truncated.any() and reward[6] == pytest.approx(1 - 0.9 * 7 / 144)
-    np.testing.assert_array_equal(terminated, ends)
-    np.testing.assert_allclose(reward, rewards)
-    np.testing.assert_array_equal(np.asarray(out["final_obs"]), np.stack(final_observations))
-    obs = np.asarray(out["obs"])
-    np.testing.assert_array_equal(obs, np.stack(observations))
-    # The action right after the goal moved the agent of the new episode.
-    np.testing.assert_array_equal(obs[6], np.asarray(start.observation))
-    assert not np.array_equal(obs[7], obs[6])
+        raw["reward"].append(float(timestep.reward))
+        raw["end"].append(bool(timestep.last()) and float(timestep.discount) == 0.0)
+        raw["final_obs"].append(np.asarray(timestep.observation))
+        timestep = start if raw["end"][-1] else timestep  # xminigrid has no reset of its own
+        raw["obs"].append(np.asarray(timestep.observation))
+    assert_goal_episodes_equal_raw(out, raw, start.observation, goal_step=6)
+    assert float(out["reward"][6]) == pytest.approx(1 - 0.9 * 7 / 144)  # xminigrid's scaling
 
 
 def test_observations_are_float_codes():
