@@ -23,6 +23,15 @@ declare -A ROWS=(
   [breakout]="--config experiments/configs/minatar_blines.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS"
   [asterix]="--config experiments/configs/minatar_blines.toml --env Asterix-MinAtar --seeds $MINATAR_SEEDS"
   [breakout_default_networks]="--config experiments/configs/minatar_default_networks.toml --env Breakout-MinAtar --seeds 8"
+  # MinAtar with the default encoder (a CNN) against the flattened image, same config and budget
+  [breakout_cnn]="--config experiments/configs/minatar_cnn.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS"
+  [breakout_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env Breakout-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
+  [asterix_cnn]="--config experiments/configs/minatar_cnn.toml --env Asterix-MinAtar --seeds $MINATAR_SEEDS"
+  [asterix_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env Asterix-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
+  [freeway_cnn]="--config experiments/configs/minatar_cnn.toml --env Freeway-MinAtar --seeds $MINATAR_SEEDS"
+  [freeway_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env Freeway-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
+  [spaceinvaders_cnn]="--config experiments/configs/minatar_cnn.toml --env SpaceInvaders-MinAtar --seeds $MINATAR_SEEDS"
+  [spaceinvaders_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env SpaceInvaders-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
   # Env suites (pip install -e ".[envs]")
   [navix_empty5x5]="--config experiments/configs/navix_empty5x5.toml --seeds 8"
   [xminigrid_empty6x6]="--config experiments/configs/xminigrid_empty6x6.toml --seeds 8"
@@ -36,6 +45,8 @@ declare -A ROWS=(
 )
 ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mountaincarcontinuous
        sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks asterix
+       breakout_cnn breakout_cnn_mlp asterix_cnn asterix_cnn_mlp freeway_cnn freeway_cnn_mlp
+       spaceinvaders_cnn spaceinvaders_cnn_mlp
        navix_empty5x5 xminigrid_empty6x6 jumanji_game2048 pgx_breakout)
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
