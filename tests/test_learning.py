@@ -34,3 +34,17 @@ def test_pendulum_bootstrapping_at_time_limits_beats_terminating():
     assert bootstrap.mean() >= -250, bootstrap
     assert terminate.mean() <= -500, terminate
     assert bootstrap.min() > terminate.max(), (bootstrap, terminate)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_default_cnn_beats_the_mlp_on_breakout_minatar_at_the_same_budget():
+    # 200k steps, 2 seeds, the same config but the encoder (cnn: the default 16 x 3 x 3 layer).
+    # Measured: 3.95 and 3.26 with the CNN against 1.95 and 1.11 with the flattened image
+    # (500k steps, 4 seeds: 5.48-5.76 against 1.49-3.88).
+    config = jaxppo.PPOConfig(env_id="Breakout-MinAtar", total_timesteps=200_000, num_envs=64, num_steps=32,
+                              num_minibatches=4, update_epochs=4, hidden_sizes=(64,))  # fmt: skip
+    cnn = _final_returns(config.replace(encoder="cnn"), seeds=2)
+    mlp = _final_returns(config.replace(encoder="mlp"), seeds=2)
+    assert cnn.mean() >= 2.75, cnn
+    assert cnn.min() > mlp.max(), (cnn, mlp)
