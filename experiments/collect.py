@@ -52,6 +52,8 @@ ROWS = {
     "xminigrid_empty6x6": ("xminigrid/MiniGrid-Empty-6x6, same config", "optimum 0.956 in 7 steps", (">=", 0.9)),
     "jumanji_game2048": ("jumanji/Game2048-v1 with masks, 64 envs x 128 steps, 128-128 relu, normalised, 1.5M steps",
                          "masked random policy about 1,070", None),
+    "pgx_breakout_cnn": ("pgx/minatar-breakout as gymnax's (no sticky actions, time limit 1000), the breakout_cnn row's config, 1M steps",
+                         "gymnax Breakout-MinAtar, same config: row breakout_cnn", None),
     "pgx_breakout": ("pgx/minatar-breakout (sticky actions 0.1), blines config and networks, 10M steps",
                      "gymnax Breakout-MinAtar, same config: 46.32", None),
     "breakout_default_networks": (
