@@ -180,6 +180,12 @@ def main() -> None:
             if fragment.is_file()
             else f"| {what} | | | not run yet | | | | | {anchor} | |"
         )
+    memory = args.results / "memory.md"  # written by experiments/memory.py
+    if memory.is_file():
+        lines += ["", "## Memory: a GRU policy against a feed-forward one (`python experiments/memory.py`)", "",
+                  "| task, config, core | seeds | env steps / seed | final return: mean ± std (min) | anchors | "
+                  "compile + run (where) |", "| --- | --- | --- | --- | --- | --- |",
+                  memory.read_text().rstrip("\n")]  # fmt: skip
     lines += ["", "## Hyperparameter sensitivity", ""]
     for fragment in sorted(args.results.glob("sens_*.md")):
         lines.append(fragment.read_text())
