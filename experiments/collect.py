@@ -52,6 +52,10 @@ ROWS = {
     "xminigrid_empty6x6": ("xminigrid/MiniGrid-Empty-6x6, same config", "optimum 0.956 in 7 steps", (">=", 0.9)),
     "jumanji_game2048": ("jumanji/Game2048-v1 with masks, 64 envs x 128 steps, 128-128 relu, normalised, 1.5M steps",
                          "masked random policy about 1,070", None),
+    "craftax_classic_short": ("craftax/Craftax-Classic-Symbolic-v1, craftax's PPO hyperparameters, 128 envs x 64 steps, "
+                              "2 x 256 relu, 131k steps", "random policy about 0.5 (see the achievements below)", None),
+    "brax_inverted_pendulum": ("brax/inverted_pendulum (positional), 16 envs x 128 steps, 32 minibatches x 10 epochs, 500k steps",
+                               "optimum 1000 (the pole kept up for the whole episode)", (">=", 950)),
     "pgx_breakout_cnn": ("pgx/minatar-breakout as gymnax's (no sticky actions, time limit 1000), the breakout_cnn row's config, 1M steps",
                          "gymnax Breakout-MinAtar, same config: row breakout_cnn", None),
     "pgx_breakout": ("pgx/minatar-breakout (sticky actions 0.1), blines config and networks, 10M steps",
@@ -128,6 +132,17 @@ def row_fragment(name: str, run: Path, summary: dict) -> str:
     )
 
 
+def episode_fragment(name: str, summary: dict) -> str:
+    """A row's per-episode statistics (Craftax's achievements: % of episodes), highest first."""
+    stats = summary["grid_points"][0]["episode_metrics"]
+    lines = [f"### {name}: {summary['env_id']}, {summary['seeds']} seeds", "",
+             summary.get("episode_metrics_definition", ""), "", "| statistic | mean ± std over seeds |",
+             "| --- | --- |"]  # fmt: skip
+    for stat, value in sorted(stats.items(), key=lambda kv: -np.nan_to_num(kv[1]["mean"], nan=-np.inf)):
+        lines.append(f"| {stat} | {value['mean']:.2f} ± {value['std']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def sensitivity_fragment(run: Path, summary: dict, docs: Path) -> str:
     lines = [f"### {run.name} ({summary['env_id']}, {summary['seeds']} seeds per grid point)", "",
              f"Run at {provenance(run)}, one compiled call, {summary['compile_seconds'] + summary['run_seconds']:.0f} s.",
@@ -159,6 +174,8 @@ def main() -> None:
         if path.is_file():
             summary = json.loads(path.read_text())
             atomic_write_text(args.results / f"{name}.md", row_fragment(name, args.runs / name, summary))
+            if summary["grid_points"][0].get("episode_metrics"):
+                atomic_write_text(args.results / f"{name}.episode.md", episode_fragment(name, summary))
             what = ROWS[name][0]
             atomic_write_bytes(
                 args.docs / f"{name}.png", render(curves_from_csv(args.runs / name / "metrics.csv"), what)
@@ -186,6 +203,10 @@ def main() -> None:
                   "| task, config, core | seeds | env steps / seed | final return: mean ± std (min) | anchors | "
                   "compile + run (where) |", "| --- | --- | --- | --- | --- | --- |",
                   memory.read_text().rstrip("\n")]  # fmt: skip
+    episode_fragments = sorted(args.results.glob("*.episode.md"))
+    if episode_fragments:
+        lines += ["", "## Per-episode statistics of the suites", ""]
+        lines += [fragment.read_text() for fragment in episode_fragments]
     lines += ["", "## Hyperparameter sensitivity", ""]
     for fragment in sorted(args.results.glob("sens_*.md")):
         lines.append(fragment.read_text())

@@ -36,6 +36,9 @@ declare -A ROWS=(
   [navix_empty5x5]="--config experiments/configs/navix_empty5x5.toml --seeds 8"
   [xminigrid_empty6x6]="--config experiments/configs/xminigrid_empty6x6.toml --seeds 8"
   [jumanji_game2048]="--config experiments/configs/jumanji_game2048.toml --seeds 8"
+  # 2 seeds x 131k steps; run with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= on a CPU (see the config)
+  [craftax_classic_short]="--config experiments/configs/craftax_classic.toml --seeds 2 --total-timesteps 131072"
+  [brax_inverted_pendulum]="--config experiments/configs/brax_inverted_pendulum.toml --seeds 8"
   [pgx_breakout_cnn]="--config experiments/configs/minatar_cnn.toml --env pgx/minatar-breakout --seeds $MINATAR_SEEDS --env-kwarg sticky_action_prob=0 --env-kwarg max_steps_in_episode=1000"
   [pgx_breakout]="--config experiments/configs/minatar_blines.toml --env pgx/minatar-breakout --seeds $MINATAR_SEEDS"
   # Sensitivity: clip_coef x ent_coef, and vf_coef, 16 seeds per grid point, one compiled call each.
@@ -48,7 +51,7 @@ ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mounta
        sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks asterix
        breakout_cnn breakout_cnn_mlp asterix_cnn asterix_cnn_mlp freeway_cnn freeway_cnn_mlp
        spaceinvaders_cnn spaceinvaders_cnn_mlp
-       navix_empty5x5 xminigrid_empty6x6 jumanji_game2048 pgx_breakout_cnn pgx_breakout)
+       navix_empty5x5 xminigrid_empty6x6 jumanji_game2048 pgx_breakout_cnn pgx_breakout craftax_classic_short brax_inverted_pendulum)
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
   # shellcheck disable=SC2086
