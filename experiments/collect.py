@@ -36,18 +36,6 @@ ROWS = {
         "blines: a learning curve only, no number",
         None,
     ),
-    "breakout_cnn": ("Breakout-MinAtar, default encoder (CNN 16 x 3 x 3) + 128 relu, blines hyperparameters, 1M steps",
-                   "row breakout_cnn_mlp (the flattened image, same budget)", None),
-    "breakout_cnn_mlp": ("Breakout-MinAtar, same config with the image flattened (encoder mlp), 1M steps", "—", None),
-    "asterix_cnn": ("Asterix-MinAtar, default encoder (CNN 16 x 3 x 3) + 128 relu, blines hyperparameters, 1M steps",
-                   "row asterix_cnn_mlp (the flattened image, same budget)", None),
-    "asterix_cnn_mlp": ("Asterix-MinAtar, same config with the image flattened (encoder mlp), 1M steps", "—", None),
-    "freeway_cnn": ("Freeway-MinAtar, default encoder (CNN 16 x 3 x 3) + 128 relu, blines hyperparameters, 1M steps",
-                   "row freeway_cnn_mlp (the flattened image, same budget)", None),
-    "freeway_cnn_mlp": ("Freeway-MinAtar, same config with the image flattened (encoder mlp), 1M steps", "—", None),
-    "spaceinvaders_cnn": ("SpaceInvaders-MinAtar, default encoder (CNN 16 x 3 x 3) + 128 relu, blines hyperparameters, 1M steps",
-                   "row spaceinvaders_cnn_mlp (the flattened image, same budget)", None),
-    "spaceinvaders_cnn_mlp": ("SpaceInvaders-MinAtar, same config with the image flattened (encoder mlp), 1M steps", "—", None),
     "navix_empty5x5": ("navix/Navix-Empty-5x5-v0, 16 envs x 128 steps, lr 1e-3, 200k steps", "optimum 1.0 in 5 steps", (">=", 0.95)),
     "xminigrid_empty6x6": ("xminigrid/MiniGrid-Empty-6x6, same config", "optimum 0.956 in 7 steps", (">=", 0.9)),
     "jumanji_game2048": ("jumanji/Game2048-v1 with masks, 64 envs x 128 steps, 128-128 relu, normalised, 1.5M steps",
@@ -66,6 +54,14 @@ ROWS = {
         (">=", 28),
     ),
 }
+
+
+# MinAtar with the default encoder (a CNN), and the same config with the image flattened
+MINATAR_GAMES = {"breakout": "Breakout", "asterix": "Asterix", "freeway": "Freeway", "spaceinvaders": "SpaceInvaders"}
+for _row, _game in MINATAR_GAMES.items():
+    ROWS[f"{_row}_cnn"] = (f"{_game}-MinAtar, default encoder (CNN 16 x 3 x 3) + 128 relu, blines hyperparameters, 1M steps",
+                           f"row {_row}_cnn_mlp (the flattened image, same budget)", None)  # fmt: skip
+    ROWS[f"{_row}_cnn_mlp"] = (f"{_game}-MinAtar, same config with the image flattened (encoder mlp), 1M steps", "—", None)
 
 
 def verdict(target, mean: float, per_seed: list) -> str:
