@@ -57,7 +57,8 @@ ROWS = {
 
 
 # MinAtar with the default encoder (a CNN), and the same config with the image flattened
-MINATAR_GAMES = {"breakout": "Breakout", "asterix": "Asterix", "freeway": "Freeway", "spaceinvaders": "SpaceInvaders"}
+MINATAR_GAMES = {"breakout": "Breakout", "asterix": "Asterix", "freeway": "Freeway", "spaceinvaders": "SpaceInvaders",
+                 "seaquest": "Seaquest"}
 for _row, _game in MINATAR_GAMES.items():
     ROWS[f"{_row}_cnn"] = (f"{_game}-MinAtar, default encoder (CNN 16 x 3 x 3) + 128 relu, blines hyperparameters, 1M steps",
                            f"row {_row}_cnn_mlp (the flattened image, same budget)", None)  # fmt: skip

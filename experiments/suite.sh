@@ -32,6 +32,8 @@ declare -A ROWS=(
   [freeway_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env Freeway-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
   [spaceinvaders_cnn]="--config experiments/configs/minatar_cnn.toml --env SpaceInvaders-MinAtar --seeds $MINATAR_SEEDS"
   [spaceinvaders_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env SpaceInvaders-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
+  [seaquest_cnn]="--config experiments/configs/minatar_cnn.toml --env Seaquest-MinAtar --seeds $MINATAR_SEEDS"
+  [seaquest_cnn_mlp]="--config experiments/configs/minatar_cnn.toml --env Seaquest-MinAtar --seeds $MINATAR_SEEDS --encoder mlp"
   # Env suites (pip install -e ".[envs]")
   [navix_empty5x5]="--config experiments/configs/navix_empty5x5.toml --seeds 8"
   [xminigrid_empty6x6]="--config experiments/configs/xminigrid_empty6x6.toml --seeds 8"
@@ -50,7 +52,7 @@ declare -A ROWS=(
 ORDER=(cartpole acrobot mountaincar pendulum_bootstrap pendulum_terminate mountaincarcontinuous
        sens_cartpole_clip_ent sens_cartpole_vf sens_acrobot_clip_ent sens_acrobot_vf breakout breakout_default_networks asterix
        breakout_cnn breakout_cnn_mlp asterix_cnn asterix_cnn_mlp freeway_cnn freeway_cnn_mlp
-       spaceinvaders_cnn spaceinvaders_cnn_mlp
+       spaceinvaders_cnn spaceinvaders_cnn_mlp seaquest_cnn seaquest_cnn_mlp
        navix_empty5x5 xminigrid_empty6x6 jumanji_game2048 pgx_breakout_cnn pgx_breakout craftax_classic_short brax_inverted_pendulum)
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${ROWS[$name]:-}" ]] || { echo "unknown row $name; rows: ${ORDER[*]}" >&2; exit 2; }
