@@ -1,14 +1,19 @@
 """End-to-end tests of the command line: ``python -m jaxppo.run`` / ``jaxppo.evaluate`` / ``jaxppo.plot``.
 
-Every command runs in a subprocess (``JAX_PLATFORMS=cpu``, cwd a temporary directory). Each
-process pays a few seconds of imports and JAX compilation, so the real training runs are
-shared by module-scoped fixtures and independent processes run concurrently.
+Commands run in a subprocess (``JAX_PLATFORMS=cpu``, cwd a temporary directory), as a user
+starts them. Each process pays a few seconds of imports and JAX compilation, so the real training
+runs are shared by module-scoped fixtures and independent processes run concurrently; most of the
+commands that must fail before training call the program's ``main`` in the test process instead
+(``in_this_process``), and a few of each kind still run as processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib
 import importlib.metadata
+import io
 import json
 import os
 import shutil
@@ -58,6 +63,23 @@ def cli(*args, cwd, module="jaxppo.run", timeout=RUN_TIMEOUT, env=None) -> subpr
         text=True,
         timeout=timeout,
     )
+
+
+def in_this_process(*args, cwd, module="jaxppo.run") -> SimpleNamespace:
+    """``module``'s ``main(args)`` called here from ``cwd``: its exit status and output, as ``cli``
+    returns them. For commands that fail before training: a process costs seconds of imports."""
+    import jax
+
+    jax.devices()  # start the backends first: main's host-device request must not change this process's
+    program = importlib.import_module(module)
+    stdout, stderr, previous = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = program.main([str(a) for a in args])
+    finally:
+        os.chdir(previous)
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 def popen(*args, cwd) -> subprocess.Popen:
@@ -399,6 +421,13 @@ BAD_INPUTS = {
 }
 
 
+# Run as processes, as a user starts them: errors of each stage (argparse, the env id, a config
+# file, the output directory, --resume) with their real exit status, and the commands that
+# compile. The other quick commands call main in the test process.
+AS_PROCESSES = {"unknown_env", "unknown_flag", "config_malformed", "toml_seeds_string", "existing_out",
+                "resume_flag_differs", "resume_missing_dir", "resume_no_checkpoints", "evaluate"}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def quick(runs, grid_run):
     """Every command that should answer without training, run concurrently."""
@@ -451,7 +480,14 @@ def quick(runs, grid_run):
         module, args = commands[name]
         return lambda: cli(*args, cwd=cwds[name], module=module, timeout=QUICK_TIMEOUT)
 
-    procs = in_parallel({name: job(name) for name in commands})
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        started = {name: pool.submit(job(name)) for name in AS_PROCESSES}
+        procs = {}
+        for name, (module, args) in commands.items():
+            if name not in AS_PROCESSES:  # no persistent cache: what this process compiles later stays its own
+                extra = ["--no-compile-cache"] if module == "jaxppo.run" else []
+                procs[name] = in_this_process(*args, *extra, cwd=cwds[name], module=module)
+        procs.update({name: future.result() for name, future in started.items()})
     return SimpleNamespace(procs=procs, cwds=cwds, before=before, no_checkpoints=no_checkpoints, empty=empty)
 
 
@@ -549,8 +585,11 @@ def test_plot_command_writes_png(quick):
 
 
 # ------------------------------------------------------------------ 3. interrupt + resume
-RESUME_FLAGS = [*TINY, "--total-timesteps", "40960", "--checkpoint-every", "2"]  # 80 iterations, defaults
-CNN_RESUME_FLAGS = [*RESUME_FLAGS, "--env", "Breakout-MinAtar", "--encoder", "cnn"]  # [10, 10, 4] images
+# 80 iterations, defaults; a checkpoint every 8 (writing one takes about a tenth of a second)
+RESUME_FLAGS = [*TINY, "--total-timesteps", "40960", "--checkpoint-every", "8"]
+# [10, 10, 4] images; 80 shorter iterations (4 envs x 32 steps): the CNN steps several times slower
+CNN_RESUME_FLAGS = [*RESUME_FLAGS, "--env", "Breakout-MinAtar", "--encoder", "cnn", "--num-steps", "32",
+                    "--total-timesteps", str(80 * 4 * 32)]  # fmt: skip
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
@@ -561,7 +600,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 @pytest.mark.timeout(600)
 def test_interrupt_then_resume_equals_uninterrupted_run_with_the_cnn(tmp_path):
-    assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path, CNN_RESUME_FLAGS)
+    assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path, CNN_RESUME_FLAGS, batch=4 * 32)
     config = json.loads((tmp_path / "interrupted" / "config.json").read_text())
     architecture = {name: config["config"][name] for name in ("encoder", "cnn_channels", "cnn_kernels", "cnn_strides",
                                                               "shared_trunk", "hidden_sizes", "activation")}  # fmt: skip
@@ -577,7 +616,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run_with_the_cnn(tmp_path):
     assert len([line for line in evaluated.stdout.splitlines() if line.strip().startswith("seed ")]) == 2, evaluated.stdout
 
 
-def assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path: Path, flags: list) -> None:
+def assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path: Path, flags: list, batch: int = BATCH) -> None:
     """An 80-iteration run of ``flags``, interrupted after a checkpoint and resumed, equals the
     same run uninterrupted: logs, summary, parameters and every state, bit for bit."""
     interrupted, reference = tmp_path / "interrupted", tmp_path / "reference"
@@ -609,7 +648,8 @@ def assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path: Path, flags:
                 p.kill()
                 p.communicate()
 
-    assert_timings_add_up_over_parts(json.loads((interrupted / "summary.json").read_text()), [0, done, 80], agents=2)
+    summary = json.loads((interrupted / "summary.json").read_text())
+    assert_timings_add_up_over_parts(summary, [0, done, 80], agents=2, batch=batch)
     assert_resuming_a_finished_run_changes_nothing(interrupted, tmp_path)
 
     reference_csv = (reference / "metrics.csv").read_text()
@@ -645,7 +685,7 @@ def assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path: Path, flags:
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), *states)))
 
 
-def assert_timings_add_up_over_parts(summary: dict, boundaries: list[int], agents: int) -> None:
+def assert_timings_add_up_over_parts(summary: dict, boundaries: list[int], agents: int, batch: int = BATCH) -> None:
     """summary.json's timings cover every leg (a new run, then each --resume) that trained it."""
     parts = summary["parts"]
     expected = [list(b) for b in zip(boundaries[:-1], boundaries[1:], strict=True)]
@@ -653,7 +693,7 @@ def assert_timings_add_up_over_parts(summary: dict, boundaries: list[int], agent
     assert all(p["compile_seconds"] > 0 and p["run_seconds"] > 0 for p in parts), parts
     assert summary["run_seconds"] == pytest.approx(sum(p["run_seconds"] for p in parts))
     assert summary["compile_seconds"] == pytest.approx(sum(p["compile_seconds"] for p in parts))
-    steps = agents * boundaries[-1] * BATCH
+    steps = agents * boundaries[-1] * batch
     assert summary["env_steps_per_second"] == pytest.approx(steps / summary["run_seconds"])
 
 

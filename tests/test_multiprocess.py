@@ -143,10 +143,10 @@ def test_process_flags_come_together(tmp_path):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_a_stopped_process_stops_the_run_and_every_part_resumes(tmp_path):
-    # 80 iterations with a checkpoint every 2. SIGINT to process 1 only, mid-run: it saves and exits;
+    # 80 iterations with a checkpoint every 8. SIGINT to process 1 only, mid-run: it saves and exits;
     # process 0 finishes its own seeds, learns that process 1 stopped (instead of waiting for its
     # part forever) and exits too. Resumed, each part continues from its own checkpoint.
-    args = [*ARGS, "--total-timesteps", "40960", "--checkpoint-every", "2"]
+    args = [*ARGS, "--total-timesteps", "40960", "--checkpoint-every", "8"]
     multi = tmp_path / "multi"
     reference = popen(*args, "--out", tmp_path / "single", cwd=tmp_path)
     procs = start_processes([*args, "--out", multi], tmp_path)
