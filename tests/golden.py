@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 import jaxppo
+from utils import FULL_OPTIMIZATION
 
 GOLDEN_PATH = Path(__file__).parent / "data" / "golden.json"
 
@@ -41,7 +42,8 @@ RUNS = {
 
 def run(name: str) -> dict:
     config, hparams = RUNS[name]
-    result = jax.jit(jaxppo.make_train(config))(jax.random.key(7), jaxppo.PPOHParams(**hparams))
+    train = jax.jit(jaxppo.make_train(config), compiler_options=FULL_OPTIMIZATION)  # XLA's defaults, as users run
+    result = train(jax.random.key(7), jaxppo.PPOHParams(**hparams))
     params = [np.asarray(leaf) for leaf in jax.tree.leaves(result.state.params)]
     digest = hashlib.sha256(b"".join(p.astype(np.float32).tobytes() for p in params)).hexdigest()
     return {

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 
 import jaxppo
+from utils import FULL_OPTIMIZATION
 
 
 def _final_returns(config, seeds, hparams=None):
-    train = jax.jit(jax.vmap(jaxppo.make_train(config), in_axes=(0, None)))
+    # Running, not compiling, is the cost here: XLA's optimisations on (conftest turns them off).
+    train = jax.jit(jax.vmap(jaxppo.make_train(config), in_axes=(0, None)), compiler_options=FULL_OPTIMIZATION)
     keys = jax.random.split(jax.random.key(42), seeds)
     result = train(keys, jaxppo.PPOHParams() if hparams is None else hparams)
     # CleanRL's metric: per seed, the mean raw return of its last 100 completed episodes.

@@ -9,14 +9,13 @@ with the same keys and actions, in three lanes at once (vmapped):
 - ``TIMING_OUT``: the same world at craftax's last step (``timestep = max_timesteps - 1``): craftax
   ends it on the first step (``done``, discount 0), the adapter does not.
 
-Every program here, the CLI's included, is compiled without XLA's backend optimisations
-(``FAST_COMPILE``): the same numbers up to rounding, about 40 % less compiling for a few steps.
+Like every test program, these compile without XLA's backend optimisations (``utils.FAST_COMPILE``,
+set by conftest): craftax's programs compile about 40 % faster so.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 
 import jax
 import jax.numpy as jnp
@@ -37,12 +36,6 @@ LIMIT = 6  # max_steps_in_episode of the contract program
 STEPS = LIMIT + 2  # past the limit: the next episode, and DYING's second episode reaching it
 LIVING, DYING, TIMING_OUT = 0, 1, 2
 UNLOCKED = 0  # index of the achievement DYING has unlocked (collect_wood)
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-def compile_fast(fn, *args):
-    """``jit(fn)`` compiled for ``args`` with ``FAST_COMPILE``."""
-    return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)
 
 
 def lanes(state, raw_params):
@@ -105,7 +98,7 @@ def craftax_pair():
 def steps(craftax_pair):
     actions = jnp.asarray(np.random.default_rng(0).integers(0, 17, STEPS), jnp.int32)
     key = jax.random.key(0)
-    out = compile_fast(contract_program(*craftax_pair), key, actions)(key, actions)
+    out = jax.jit(contract_program(*craftax_pair))(key, actions)
     return jax.tree.map(np.asarray, out)
 
 
@@ -211,12 +204,10 @@ CLI_CONFIG = dict(num_envs=4, num_steps=16, total_timesteps=128, num_minibatches
 CLI_LIMIT = 8  # episodes end inside each iteration, so every iteration reports achievements
 
 
-def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trained_alone(tmp_path, monkeypatch):
+def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trained_alone(tmp_path):
     # The CLI trains its seeds vmapped together (jit(vmap(train)), chunked): comparing its metrics
     # with each seed trained alone by jit(train) is the seed-vmap check, at the cost of one compile
     # of the trainer in this process instead of two.
-    fast = " ".join(f"--{name}={str(value).lower()}" for name, value in FAST_COMPILE.items())
-    monkeypatch.setenv("XLA_FLAGS", f"{os.environ.get('XLA_FLAGS', '')} {fast}".strip())
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in CLI_CONFIG.items()]
     summary = suite_contract.cli_training_run(
         tmp_path, ENV_ID, "--seeds", 2, "--seed", 0, "--env-kwarg", f"max_steps_in_episode={CLI_LIMIT}", *flags
@@ -236,7 +227,7 @@ def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trai
 
     config = jaxppo.PPOConfig(env_id=ENV_ID, env_kwargs={"max_steps_in_episode": CLI_LIMIT}, **CLI_CONFIG)
     keys = jax.random.split(jax.random.key(0), 2)  # the CLI's keys of seeds 0 and 1 (--seed 0)
-    train = compile_fast(jaxppo.make_train(config), keys[0])
+    train = jax.jit(jaxppo.make_train(config))
     for seed in range(2):
         alone = jax.tree.map(np.asarray, train(keys[seed]).metrics)
         mine = [row for row in rows if int(row["seed"]) == seed]

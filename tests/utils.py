@@ -1,8 +1,22 @@
-"""Tree comparisons for tests (PRNG key arrays compared through their raw data)."""
+"""Tree comparisons for tests (PRNG key arrays compared through their raw data), and the XLA
+options the tests compile with."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# Most tests compile for far longer than they run, so conftest compiles every program of the test
+# processes (and of the commands they start) without XLA:CPU's backend optimisations: the same
+# numbers up to float32 rounding, about 40 % less compiling, a run 2-3x slower.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+# XLA's defaults, for ``jax.jit(..., compiler_options=FULL_OPTIMIZATION)`` where running is the
+# cost (the learning tests) or the numbers must be the users' bit for bit (the golden runs).
+FULL_OPTIMIZATION = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
+
+
+def xla_flags(options: dict) -> str:
+    """``options`` as ``XLA_FLAGS`` text."""
+    return " ".join(f"--{name}={str(value).lower()}" for name, value in options.items())
 
 
 def _raw(x):
