@@ -105,6 +105,36 @@ def cli_training_run(tmp_path: Path, env_id: str, *flags, timeout: int = 600) ->
     return json.loads((out / "summary.json").read_text())
 
 
+# The short CLI run of ``cli_seeds_equal_seeds_trained_alone``: 2 iterations of 4 envs x 16 steps.
+CLI_CONFIG = {"num_envs": 4, "num_steps": 16, "total_timesteps": 128, "num_minibatches": 2, "update_epochs": 1}
+
+
+def cli_seeds_equal_seeds_trained_alone(tmp_path: Path, env_id: str, env_kwargs: dict | None = None) -> dict:
+    """``cli_training_run`` of 2 seeds (``CLI_CONFIG``), then the seed-vmap check on it: the CLI
+    trains its seeds vmapped together (``jit(vmap(train))``), and each seed's losses in metrics.csv
+    equal that seed trained alone by ``jit(train)`` here. One compile in this process instead of
+    two. Returns summary.json."""
+    env_kwargs = env_kwargs or {}
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in CLI_CONFIG.items()]
+    flags += [f"--env-kwarg={name}={json.dumps(value)}" for name, value in env_kwargs.items()]
+    summary = cli_training_run(tmp_path, env_id, "--seeds", 2, "--seed", 0, *flags)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    table = np.array([[float(value) for value in row.split(",")] for row in rows[1:]])
+    config = jaxppo.PPOConfig(env_id=env_id, env_kwargs=env_kwargs, **CLI_CONFIG)
+    train = jax.jit(jaxppo.make_train(config))
+    keys = jax.random.split(jax.random.key(0), 2)  # the CLI's keys of seeds 0 and 1 (--seed 0)
+    for seed in range(2):
+        alone = train(keys[seed]).metrics
+        mine = table[table[:, header.index("seed")] == seed]
+        mine = mine[np.argsort(mine[:, header.index("iteration")])]
+        assert len(mine) == 2, mine
+        for name in ("policy_loss", "value_loss", "entropy", "approx_kl"):
+            np.testing.assert_allclose(mine[:, header.index(name)], np.asarray(alone[name]), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"seed {seed}: {name}")  # fmt: skip
+    return summary
+
+
 def brax_like_reference(raw_reset, raw_step, key, actions, limit: int):
     """A brax-like raw env (``reset(key_data)``, ``step(state, action)`` with ``obs``, ``reward``,
     ``done``: brax and Playground) stepped by hand with jaxppo's semantics and the keys ``scripted_steps`` uses:

@@ -268,15 +268,8 @@ def test_the_trainer_never_samples_a_masked_action():
     assert np.take_along_axis(mask, action[..., None], axis=-1).all()
 
 
-def test_seed_vmap_equals_separate_runs():
-    contract.assert_vmapped_seeds_equal_separate(jaxppo.PPOConfig(**TINY, total_timesteps=128))
-
-
-def test_cli_trains_game2048(tmp_path):
-    summary = contract.cli_training_run(
-        tmp_path, "jumanji/Game2048-v1", "--seeds", 2, "--num-envs", 4, "--num-steps", 16,
-        "--total-timesteps", 128, "--num-minibatches", 2, "--update-epochs", 1,
-    )  # fmt: skip
+def test_cli_trains_game2048_and_its_vmapped_seeds_equal_seeds_trained_alone(tmp_path):
+    summary = contract.cli_seeds_equal_seeds_trained_alone(tmp_path, "jumanji/Game2048-v1")
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "episode/highest_tile" in header  # 2048's extras as per-episode statistics
     assert summary

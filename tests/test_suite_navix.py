@@ -11,16 +11,13 @@ import pytest
 
 navix = pytest.importorskip("navix")
 
-import jaxppo  # noqa: E402
 from jaxppo import envs  # noqa: E402
 from jaxppo.config import ConfigError  # noqa: E402
 from suite_contract import (  # noqa: E402
     assert_goal_episodes_equal_raw,
     assert_starts_differ,
     assert_time_limit,
-    assert_vmapped_seeds_equal_separate,
-    cli_training_run,
-    finite,
+    cli_seeds_equal_seeds_trained_alone,
     scripted_steps,
 )
 
@@ -110,17 +107,6 @@ def test_bad_names_and_kwargs_are_config_errors():
         envs.make(ENV_ID, observation_fn="symbolc")
 
 
-def test_seeds_vmapped_together_equal_seeds_trained_alone():
-    config = jaxppo.PPOConfig(
-        env_id=ENV_ID, num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2, update_epochs=1
-    )
-    together = assert_vmapped_seeds_equal_separate(config)
-    assert finite(together.metrics["policy_loss"])
-
-
-def test_cli_training_run(tmp_path):
-    summary = cli_training_run(
-        tmp_path, ENV_ID, "--seeds", 2, "--num-envs", 4, "--num-steps", 16, "--total-timesteps", 128,
-        "--num-minibatches", 2, "--update-epochs", 1, "--env-kwarg", "max_steps=20",
-    )  # fmt: skip
+def test_cli_training_run_and_its_vmapped_seeds_equal_seeds_trained_alone(tmp_path):
+    summary = cli_seeds_equal_seeds_trained_alone(tmp_path, ENV_ID, {"max_steps": 20})
     assert summary["env_id"] == ENV_ID

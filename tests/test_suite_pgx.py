@@ -162,18 +162,9 @@ def test_a_trainer_rollout_never_samples_an_illegal_2048_move():
     assert (np.asarray(transitions.reward) >= 0).all()  # pgx's illegal-move penalty is -1
 
 
-def test_seed_vmap_equals_separate_seeds():
-    config = jaxppo.PPOConfig(env_id="pgx/minatar-breakout", num_envs=2, num_steps=8, num_minibatches=2,
-                              update_epochs=1, total_timesteps=32)  # fmt: skip
-    suite_contract.assert_vmapped_seeds_equal_separate(config)
-
-
-def test_cli_training_run(tmp_path):
-    summary = suite_contract.cli_training_run(
-        tmp_path, "pgx/minatar-breakout", "--seeds", 2, "--num-envs", 4, "--num-steps", 16, "--total-timesteps", 128,
-        "--num-minibatches", 2, "--update-epochs", 1,
-    )  # fmt: skip
-    assert summary
+def test_cli_training_run_and_its_vmapped_seeds_equal_seeds_trained_alone(tmp_path):
+    summary = suite_contract.cli_seeds_equal_seeds_trained_alone(tmp_path, "pgx/minatar-breakout")
+    assert summary["env_id"] == "pgx/minatar-breakout"
 
 
 def test_every_single_agent_id_is_a_one_player_game():

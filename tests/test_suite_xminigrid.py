@@ -14,16 +14,13 @@ import pytest
 
 xminigrid = pytest.importorskip("xminigrid")
 
-import jaxppo  # noqa: E402
 from jaxppo import envs  # noqa: E402
 from jaxppo.config import ConfigError  # noqa: E402
 from suite_contract import (  # noqa: E402
     assert_goal_episodes_equal_raw,
     assert_starts_differ,
     assert_time_limit,
-    assert_vmapped_seeds_equal_separate,
-    cli_training_run,
-    finite,
+    cli_seeds_equal_seeds_trained_alone,
     scripted_steps,
 )
 
@@ -134,17 +131,6 @@ def test_xland_ids_need_a_benchmark_that_is_here(tmp_path, monkeypatch):
         envs.make("xminigrid/XLand-MiniGrid-R1-9x9", benchmark="trivial-21k", ruleset=2)
 
 
-def test_seeds_vmapped_together_equal_seeds_trained_alone():
-    config = jaxppo.PPOConfig(
-        env_id=ENV_ID, num_envs=2, num_steps=8, total_timesteps=32, num_minibatches=2, update_epochs=1
-    )
-    together = assert_vmapped_seeds_equal_separate(config)
-    assert finite(together.metrics["policy_loss"])
-
-
-def test_cli_training_run(tmp_path):
-    summary = cli_training_run(
-        tmp_path, ENV_ID, "--seeds", 2, "--num-envs", 4, "--num-steps", 16, "--total-timesteps", 128,
-        "--num-minibatches", 2, "--update-epochs", 1, "--env-kwarg", "max_steps=20",
-    )  # fmt: skip
+def test_cli_training_run_and_its_vmapped_seeds_equal_seeds_trained_alone(tmp_path):
+    summary = cli_seeds_equal_seeds_trained_alone(tmp_path, ENV_ID, {"max_steps": 20})
     assert summary["env_id"] == ENV_ID
