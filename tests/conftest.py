@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,24 +14,32 @@ import pytest
 from utils import FAST_COMPILE, xla_flags
 
 
-def _start_jax_compiling_fast() -> None:
-    """XLA reads ``XLA_FLAGS`` once, when jax starts its backends: start them with ``FAST_COMPILE``,
-    then restore the variable, so the commands the tests start compile as a user's do (and their
-    persistent compilation cache serves them)."""
+def _compile_fast_into_this_runs_cache() -> None:
+    """Every program the tests compile, in this process and in the commands they start, compiles
+    with ``FAST_COMPILE`` (XLA reads ``XLA_FLAGS`` once, when jax starts its backends), and the
+    commands share one persistent compilation cache that lives as long as the test run: a run
+    neither reads nor fills the user's cache, so it takes as long on a fresh machine as on one that
+    has run the tests before. The first process to load this file (xdist's controller, or the only
+    one) makes the directory, and the workers it starts inherit both variables."""
+    global _RUN_CACHE
+    if _CACHE_VARIABLE not in os.environ:
+        _RUN_CACHE = Path(tempfile.mkdtemp(prefix="jaxppo-tests-xla-"))
+        os.environ[_CACHE_VARIABLE] = str(_RUN_CACHE)
+        os.environ["JAXPPO_CACHE_DIR"] = str(_RUN_CACHE)
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {xla_flags(FAST_COMPILE)}".strip()
     import jax
 
-    before = os.environ.get("XLA_FLAGS")
-    os.environ["XLA_FLAGS"] = f"{before or ''} {xla_flags(FAST_COMPILE)}".strip()
-    try:
-        jax.devices()
-    finally:
-        if before is None:
-            del os.environ["XLA_FLAGS"]
-        else:
-            os.environ["XLA_FLAGS"] = before
+    jax.devices()
 
 
-_start_jax_compiling_fast()
+_CACHE_VARIABLE = "JAXPPO_TESTS_RUN_CACHE"
+_RUN_CACHE: Path | None = None  # set in the process that made the directory, which removes it
+_compile_fast_into_this_runs_cache()
+
+
+def pytest_unconfigure(config):
+    if _RUN_CACHE is not None:
+        shutil.rmtree(_RUN_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

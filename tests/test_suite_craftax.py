@@ -9,15 +9,14 @@ with the same keys and actions, in three lanes at once (vmapped):
 - ``TIMING_OUT``: the same world at craftax's last step (``timestep = max_timesteps - 1``): craftax
   ends it on the first step (``done``, discount 0), the adapter does not.
 
-Like every program of the test processes, these compile without XLA's backend optimisations
-(``utils.FAST_COMPILE``, set by conftest), and so does the CLI run here: craftax's programs compile
-about 40 % faster so.
+Like every program the tests compile, these and the CLI run's compile without XLA's backend
+optimisations (``utils.FAST_COMPILE``, set by conftest): craftax's programs compile about 40 %
+faster so.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +28,6 @@ pytest.importorskip("craftax")
 import jaxppo  # noqa: E402
 import suite_contract  # noqa: E402
 from jaxppo.config import ConfigError  # noqa: E402
-from utils import FAST_COMPILE, xla_flags  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -207,11 +205,10 @@ CLI_CONFIG = dict(num_envs=4, num_steps=16, total_timesteps=128, num_minibatches
 CLI_LIMIT = 8  # episodes end inside each iteration, so every iteration reports achievements
 
 
-def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trained_alone(tmp_path, monkeypatch):
+def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trained_alone(tmp_path):
     # The CLI trains its seeds vmapped together (jit(vmap(train)), chunked): comparing its metrics
     # with each seed trained alone by jit(train) is the seed-vmap check, at the cost of one compile
     # of the trainer in this process instead of two.
-    monkeypatch.setenv("XLA_FLAGS", f"{os.environ.get('XLA_FLAGS', '')} {xla_flags(FAST_COMPILE)}".strip())
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in CLI_CONFIG.items()]
     summary = suite_contract.cli_training_run(
         tmp_path, ENV_ID, "--seeds", 2, "--seed", 0, "--env-kwarg", f"max_steps_in_episode={CLI_LIMIT}", *flags

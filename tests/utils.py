@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 # Most tests compile for far longer than they run, so conftest compiles every program of the test
-# processes without XLA:CPU's backend optimisations: the same numbers up to float32 rounding, about
-# 40 % less compiling, a run 2-3x slower. The commands they start compile as a user's do.
+# processes, and of the commands they start, without XLA:CPU's backend optimisations: the same
+# numbers up to float32 rounding, about 40 % less compiling, a run 2-3x slower.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 # XLA's defaults, for ``jax.jit(..., compiler_options=FULL_OPTIMIZATION)`` where running is the
 # cost (the learning tests) or the numbers must be the users' bit for bit (the golden runs).
