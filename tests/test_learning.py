@@ -19,8 +19,9 @@ def _final_returns(config, seeds, hparams=None):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_cartpole_defaults_solve_it_with_8_vmapped_seeds():
-    returns = _final_returns(jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=500_000), seeds=8)
+def test_cartpole_defaults_solve_it_with_4_vmapped_seeds():
+    # Measured: 500.0 on all 4 seeds (8 seeds at 300k steps: mean 466, worst 364).
+    returns = _final_returns(jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=500_000), seeds=4)
     assert returns.mean() >= 475, returns
     assert returns.min() >= 400, returns
 
@@ -28,12 +29,12 @@ def test_cartpole_defaults_solve_it_with_8_vmapped_seeds():
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_pendulum_bootstrapping_at_time_limits_beats_terminating():
-    config = jaxppo.PPOConfig(env_id="Pendulum-v1", total_timesteps=300_000)
+    config = jaxppo.PPOConfig(env_id="Pendulum-v1", total_timesteps=150_000)
     bootstrap = _final_returns(config, seeds=2)
     terminate = _final_returns(config.replace(truncation="terminate"), seeds=2)
-    # Measured at 300k steps, these 2 seeds: -188 and -195 bootstrap against -827 and -933 terminate
-    # (4 seeds: -170, worst -199, against -1173, best -1104); the gap is the same at 1M (-165 against -1187).
-    assert bootstrap.mean() >= -250, bootstrap
+    # Measured at 150k steps, these 2 seeds: -166 and -239 bootstrap against -1079 and -1305 terminate
+    # (300k: -188 and -195 against -827 and -933); the gap is the same at 1M (-165 against -1187).
+    assert bootstrap.mean() >= -300, bootstrap
     assert terminate.mean() <= -500, terminate
     assert bootstrap.min() > terminate.max(), (bootstrap, terminate)
 
@@ -41,12 +42,12 @@ def test_pendulum_bootstrapping_at_time_limits_beats_terminating():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_default_cnn_beats_the_mlp_on_breakout_minatar_at_the_same_budget():
-    # 200k steps, 2 seeds, the same config but the encoder (cnn: the default 16 x 3 x 3 layer).
-    # Measured: 3.95 and 3.26 with the CNN against 1.95 and 1.11 with the flattened image
-    # (500k steps, 4 seeds: 5.48-5.76 against 1.49-3.88).
-    config = jaxppo.PPOConfig(env_id="Breakout-MinAtar", total_timesteps=200_000, num_envs=64, num_steps=32,
+    # 150k steps, 2 seeds, the same config but the encoder (cnn: the default 16 x 3 x 3 layer).
+    # Measured: 3.10 and 1.88 with the CNN against 1.28 and 0.72 with the flattened image (200k: 3.95
+    # and 3.26 against 1.95 and 1.11; 500k steps, 4 seeds: 5.48-5.76 against 1.49-3.88).
+    config = jaxppo.PPOConfig(env_id="Breakout-MinAtar", total_timesteps=150_000, num_envs=64, num_steps=32,
                               num_minibatches=4, update_epochs=4, hidden_sizes=(64,))  # fmt: skip
     cnn = _final_returns(config.replace(encoder="cnn"), seeds=2)
     mlp = _final_returns(config.replace(encoder="mlp"), seeds=2)
-    assert cnn.mean() >= 2.75, cnn
+    assert cnn.mean() >= 2.0, cnn
     assert cnn.min() > mlp.max(), (cnn, mlp)

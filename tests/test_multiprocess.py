@@ -23,6 +23,8 @@ from test_cli import (
     assert_png,
     cli,
     column,
+    in_parallel,
+    in_this_process,
     popen,
     read_rows,
 )
@@ -70,9 +72,10 @@ def run_processes(out, cwd, count: int = 2) -> list[subprocess.CompletedProcess]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("multiprocess")
-    single = cli(*ARGS, "--out", cwd / "single", cwd=cwd)
+    done = in_parallel({"single": lambda: cli(*ARGS, "--out", cwd / "single", cwd=cwd),
+                        "parts": lambda: run_processes(cwd / "multi", cwd)})  # fmt: skip
+    single, parts = done["single"], done["parts"]
     assert_ok(single)
-    parts = run_processes(cwd / "multi", cwd)
     for proc in parts:
         assert_ok(proc)
     return cwd, cwd / "single", cwd / "multi", parts
@@ -133,10 +136,11 @@ def test_merge_command_rebuilds_the_outputs_and_names_a_missing_part(runs):
 
 
 def test_process_flags_come_together(tmp_path):
-    line = assert_one_line_error(cli(*TINY, "--num-processes", "2", "--out", tmp_path / "run", cwd=tmp_path))
+    # refused before jax.distributed starts: in this process, without the seconds of a new one's imports
+    run = lambda *args: in_this_process(*TINY, *args, "--no-compile-cache", "--out", tmp_path / "run", cwd=tmp_path)
+    line = assert_one_line_error(run("--num-processes", "2"))
     assert "--coordinator-address" in line and "--process-id" in line
-    line = assert_one_line_error(cli(*TINY, "--coordinator-address", "localhost:1", "--num-processes", "2",
-                                     "--process-id", "2", "--out", tmp_path / "run", cwd=tmp_path))  # fmt: skip
+    line = assert_one_line_error(run("--coordinator-address", "localhost:1", "--num-processes", "2", "--process-id", "2"))
     assert "0..1" in line
     assert not (tmp_path / "run").exists()
 

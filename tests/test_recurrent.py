@@ -4,9 +4,6 @@ equivalence of vmapped seeds and grids, resume, evaluation and ``load_policy``."
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +14,7 @@ import jaxppo
 from jaxppo import train as train_module
 from jaxppo.config import ConfigError
 from jaxppo.probes import Memory
+from test_cli import cli, in_parallel, in_this_process
 from utils import assert_tree_close
 
 pytestmark = pytest.mark.timeout(600)
@@ -148,16 +146,17 @@ def test_cli_trains_evaluates_resumes_and_loads_a_recurrent_policy(tmp_path):
     flags = ["--env", "CartPole-v1", "--recurrent", "gru", "--recurrent-size", "8", "--hidden-sizes", "16",
              "--num-envs", "4", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1",
              "--seeds", "2", "--no-anneal-lr", "--no-progress", "--eval-episodes", "2"]  # fmt: skip
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, args)], cwd=tmp_path, env=env,
-                                       capture_output=True, text=True, timeout=400)  # fmt: skip
-    short = run(*flags, "--total-timesteps", 2 * 128, "--out", "short")
+    short = cli(*flags, "--total-timesteps", 2 * 128, "--out", "short", cwd=tmp_path)
     assert short.returncode == 0, short.stderr[-3000:]
-    longer = run("--resume", "short", "--total-timesteps", 4 * 128, "--no-progress")
-    reference = run(*flags, "--total-timesteps", 4 * 128, "--out", "reference")
+    both = in_parallel({
+        "longer": lambda: cli("--resume", "short", "--total-timesteps", 4 * 128, "--no-progress", cwd=tmp_path),
+        "reference": lambda: cli(*flags, "--total-timesteps", 4 * 128, "--out", "reference", cwd=tmp_path),
+    })  # fmt: skip
+    longer, reference = both["longer"], both["reference"]
     assert longer.returncode == 0 and reference.returncode == 0, longer.stderr[-2000:] + reference.stderr[-2000:]
     assert (tmp_path / "short/metrics.csv").read_text() == (tmp_path / "reference/metrics.csv").read_text()
-    refused = run("--resume", "short", "--recurrent-size", "16")
+    # refused before training: in this process, without the seconds of a new one's imports
+    refused = in_this_process("--resume", "short", "--recurrent-size", "16", "--no-compile-cache", cwd=tmp_path)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
     policy = jaxppo.load_policy(tmp_path / "reference")

@@ -26,6 +26,13 @@ def cli(*args, cwd, timeout=240) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
+def refused_here(*args, cwd):
+    """A command that must be refused before training, run in this process (``test_cli.in_this_process``)."""
+    from test_cli import in_this_process
+
+    return in_this_process(*args, "--no-compile-cache", cwd=cwd)
+
+
 def describe(proc) -> str:
     return f"exit status {proc.returncode}\n--- stdout:\n{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}"
 
@@ -90,7 +97,7 @@ def test_checkpoint_minutes_saves_between_chunks(tmp_path):
 # ------------------------------------------------------------------ no checkpoint yet
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_an_abort_before_any_checkpoint_says_so_and_resume_trains_from_the_start(tmp_path):
-    flags = [*TINY, "--total-timesteps", 400 * BATCH]  # default cadence: nothing saved in its first 30 s
+    flags = [*TINY, "--total-timesteps", 200 * BATCH]  # default cadence: nothing saved in its first 30 s
     proc = subprocess.Popen([sys.executable, "-m", "jaxppo.run", *map(str, flags), "--out", "run"], cwd=tmp_path,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -113,13 +120,13 @@ def test_an_abort_before_any_checkpoint_says_so_and_resume_trains_from_the_start
     assert f"--resume {Path('run')}" in err, err
     assert not list((tmp_path / "run").glob("checkpoints/[0-9]*"))
 
-    refused = cli(*flags, "--no-progress", "--out", "run", cwd=tmp_path, timeout=120)
+    refused = refused_here(*flags, "--no-progress", "--out", "run", cwd=tmp_path)
     assert refused.returncode == 2 and "--resume run to continue it from iteration 0" in refused.stderr, refused.stderr
 
     resumed = cli("--resume", "run", "--no-progress", cwd=tmp_path)
     assert_ok(resumed)
     assert "from iteration 0" in resumed.stderr, describe(resumed)
-    assert iterations_in(tmp_path / "run") == list(range(1, 401))
+    assert iterations_in(tmp_path / "run") == list(range(1, 201))
 
 
 # ------------------------------------------------------------------ training a run longer
@@ -145,8 +152,8 @@ def test_a_run_without_annealing_trained_longer_equals_one_trained_that_long(tmp
     extended, reference, annealed = (tmp_path / name for name in ("extended", "reference", "annealed"))
     annealed_files = {p: p.read_bytes() for p in annealed.rglob("*") if p.is_file()}
     refused = {
-        "annealed": cli("--resume", annealed, "--total-timesteps", 8 * BATCH, cwd=tmp_path, timeout=120),
-        "shorter": cli("--resume", extended, "--total-timesteps", 2 * BATCH, cwd=tmp_path, timeout=120),
+        "annealed": refused_here("--resume", annealed, "--total-timesteps", 8 * BATCH, cwd=tmp_path),
+        "shorter": refused_here("--resume", extended, "--total-timesteps", 2 * BATCH, cwd=tmp_path),
     }
     for proc in refused.values():
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, describe(proc)
