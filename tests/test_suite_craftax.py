@@ -205,10 +205,9 @@ CLI_CONFIG = dict(num_envs=4, num_steps=16, total_timesteps=128, num_minibatches
 CLI_LIMIT = 8  # episodes end inside each iteration, so every iteration reports achievements
 
 
-def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trained_alone(tmp_path):
-    # The CLI trains its seeds vmapped together (jit(vmap(train)), chunked): comparing its metrics
-    # with each seed trained alone by jit(train) is the seed-vmap check, at the cost of one compile
-    # of the trainer in this process instead of two.
+def test_cli_run_reports_achievements_per_seed(tmp_path):
+    # The seed-vmap check (the CLI's seeds against each seed trained alone) runs on the navix,
+    # xminigrid, pgx and jumanji adapters (suite_contract); here it would cost another craftax compile.
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in CLI_CONFIG.items()]
     summary = suite_contract.cli_training_run(
         tmp_path, ENV_ID, "--seeds", 2, "--seed", 0, "--env-kwarg", f"max_steps_in_episode={CLI_LIMIT}", *flags
@@ -225,16 +224,6 @@ def test_cli_run_reports_achievements_and_its_vmapped_seeds_equal_each_seed_trai
     per_seed = [np.mean([float(row["episode/Achievements/collect_wood"]) for row in rows if int(row["seed"]) == s])
                 for s in range(2)]  # fmt: skip
     assert wood["n"] == 2 and wood["mean"] == pytest.approx(np.mean(per_seed))
-
-    config = jaxppo.PPOConfig(env_id=ENV_ID, env_kwargs={"max_steps_in_episode": CLI_LIMIT}, **CLI_CONFIG)
-    keys = jax.random.split(jax.random.key(0), 2)  # the CLI's keys of seeds 0 and 1 (--seed 0)
-    train = jax.jit(jaxppo.make_train(config))
-    for seed in range(2):
-        alone = jax.tree.map(np.asarray, train(keys[seed]).metrics)
-        mine = [row for row in rows if int(row["seed"]) == seed]
-        for name in ("policy_loss", "value_loss", "entropy", "episode_return", *achievements):
-            cli = np.array([float(row[name]) for row in mine])
-            np.testing.assert_allclose(cli, alone[name], rtol=1e-5, atol=1e-5, err_msg=f"seed {seed}: {name}")
 
 
 def csv_rows(path):
