@@ -67,11 +67,14 @@ def cli(*args, cwd, module="jaxppo.run", timeout=RUN_TIMEOUT, env=None) -> subpr
 
 def in_this_process(*args, cwd, module="jaxppo.run") -> SimpleNamespace:
     """``module``'s ``main(args)`` called here from ``cwd``: its exit status and output, as ``cli``
-    returns them. For commands that fail before training: a process costs seconds of imports."""
+    returns them. For commands that fail before training: a process costs seconds of imports.
+    ``jaxppo.run`` gets ``--no-compile-cache``: its persistent cache would stay on in this process."""
     import jax
 
     jax.devices()  # start the backends first: main's host-device request must not change this process's
     program = importlib.import_module(module)
+    if module == "jaxppo.run":
+        args = (*args, "--no-compile-cache")
     stdout, stderr, previous = io.StringIO(), io.StringIO(), os.getcwd()
     os.chdir(cwd)
     try:
@@ -484,9 +487,8 @@ def quick(runs, grid_run):
         started = {name: pool.submit(job(name)) for name in AS_PROCESSES}
         procs = {}
         for name, (module, args) in commands.items():
-            if name not in AS_PROCESSES:  # no persistent cache: what this process compiles later stays its own
-                extra = ["--no-compile-cache"] if module == "jaxppo.run" else []
-                procs[name] = in_this_process(*args, *extra, cwd=cwds[name], module=module)
+            if name not in AS_PROCESSES:
+                procs[name] = in_this_process(*args, cwd=cwds[name], module=module)
         procs.update({name: future.result() for name, future in started.items()})
     return SimpleNamespace(procs=procs, cwds=cwds, before=before, no_checkpoints=no_checkpoints, empty=empty)
 

@@ -137,7 +137,7 @@ def test_merge_command_rebuilds_the_outputs_and_names_a_missing_part(runs):
 
 def test_process_flags_come_together(tmp_path):
     # refused before jax.distributed starts: in this process, without the seconds of a new one's imports
-    run = lambda *args: in_this_process(*TINY, *args, "--no-compile-cache", "--out", tmp_path / "run", cwd=tmp_path)
+    run = lambda *args: in_this_process(*TINY, *args, "--out", tmp_path / "run", cwd=tmp_path)
     line = assert_one_line_error(run("--num-processes", "2"))
     assert "--coordinator-address" in line and "--process-id" in line
     line = assert_one_line_error(run("--coordinator-address", "localhost:1", "--num-processes", "2", "--process-id", "2"))

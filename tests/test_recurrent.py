@@ -156,7 +156,7 @@ def test_cli_trains_evaluates_resumes_and_loads_a_recurrent_policy(tmp_path):
     assert longer.returncode == 0 and reference.returncode == 0, longer.stderr[-2000:] + reference.stderr[-2000:]
     assert (tmp_path / "short/metrics.csv").read_text() == (tmp_path / "reference/metrics.csv").read_text()
     # refused before training: in this process, without the seconds of a new one's imports
-    refused = in_this_process("--resume", "short", "--recurrent-size", "16", "--no-compile-cache", cwd=tmp_path)
+    refused = in_this_process("--resume", "short", "--recurrent-size", "16", cwd=tmp_path)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
     policy = jaxppo.load_policy(tmp_path / "reference")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jaxppo.loop import CHECKPOINT_MIN_SECONDS, CheckpointCadence
+from test_cli import in_this_process  # refusals: no process's imports
 
 pytestmark = pytest.mark.timeout(300)
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -24,13 +25,6 @@ BATCH = 4 * 128
 def cli(*args, cwd, timeout=240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, args)], cwd=cwd, env=ENV,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
-def refused_here(*args, cwd):
-    """A command that must be refused before training, run in this process (``test_cli.in_this_process``)."""
-    from test_cli import in_this_process
-
-    return in_this_process(*args, "--no-compile-cache", cwd=cwd)
 
 
 def describe(proc) -> str:
@@ -120,7 +114,7 @@ def test_an_abort_before_any_checkpoint_says_so_and_resume_trains_from_the_start
     assert f"--resume {Path('run')}" in err, err
     assert not list((tmp_path / "run").glob("checkpoints/[0-9]*"))
 
-    refused = refused_here(*flags, "--no-progress", "--out", "run", cwd=tmp_path)
+    refused = in_this_process(*flags, "--no-progress", "--out", "run", cwd=tmp_path)
     assert refused.returncode == 2 and "--resume run to continue it from iteration 0" in refused.stderr, refused.stderr
 
     resumed = cli("--resume", "run", "--no-progress", cwd=tmp_path)
@@ -152,8 +146,8 @@ def test_a_run_without_annealing_trained_longer_equals_one_trained_that_long(tmp
     extended, reference, annealed = (tmp_path / name for name in ("extended", "reference", "annealed"))
     annealed_files = {p: p.read_bytes() for p in annealed.rglob("*") if p.is_file()}
     refused = {
-        "annealed": refused_here("--resume", annealed, "--total-timesteps", 8 * BATCH, cwd=tmp_path),
-        "shorter": refused_here("--resume", extended, "--total-timesteps", 2 * BATCH, cwd=tmp_path),
+        "annealed": in_this_process("--resume", annealed, "--total-timesteps", 8 * BATCH, cwd=tmp_path),
+        "shorter": in_this_process("--resume", extended, "--total-timesteps", 2 * BATCH, cwd=tmp_path),
     }
     for proc in refused.values():
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, describe(proc)
