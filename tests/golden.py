@@ -53,15 +53,24 @@ def run(name: str) -> dict:
     }
 
 
+# The vector extensions XLA:CPU compiles for: CPUs that report one model name (a VM's "AMD EPYC")
+# may differ in them, and so in float32 rounding.
+_ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "asimd", "sve")
+
+
 def machine() -> dict:
-    """What decides float32 rounding here: the jax build and the CPU."""
-    cpu = platform.processor()
+    """What decides float32 rounding here: the jax build, the CPU and its vector extensions."""
+    cpu, isa = platform.processor(), []
     try:
-        models = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
-        cpu = models[0].split(":", 1)[1].strip() if models else cpu
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__, "cpu": cpu, "backend": jax.default_backend()}
+        lines = []
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    cpu = fields.get("model name", cpu)
+    isa = sorted(flag for flag in fields.get("flags", fields.get("Features", "")).split() if flag.startswith(_ISA_PREFIXES))
+    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__, "cpu": cpu, "isa": " ".join(isa),
+            "backend": jax.default_backend()}  # fmt: skip
 
 
 if __name__ == "__main__":
