@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,7 +25,6 @@ from test_cli import (
     assert_png,
     cli,
     column,
-    in_parallel,
     in_this_process,
     popen,
     read_rows,
@@ -32,6 +33,9 @@ from test_cli import (
 pytestmark = pytest.mark.timeout(600)
 SEEDS = 3  # blocks of 2 and 1 seeds
 ARGS = [*TINY, "--seeds", str(SEEDS), "--host-devices", "1", "--eval-episodes", "2"]
+# 80 iterations with a checkpoint every 8, so that a process stopped at its first checkpoint is mid-run
+STOPPED_ARGS = [*ARGS, "--total-timesteps", "40960", "--checkpoint-every", "8"]
+ITERATIONS = 80
 
 
 def free_port() -> int:
@@ -65,20 +69,46 @@ def finish(procs) -> list[subprocess.CompletedProcess]:
     return results
 
 
-def run_processes(out, cwd, count: int = 2) -> list[subprocess.CompletedProcess]:
-    return finish(start_processes([*ARGS, "--out", out], cwd, count))
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """A run on 2 processes, stopped mid-run and resumed, and the same run on one process."""
+    if sys.platform == "win32":
+        pytest.skip("needs POSIX signals")
     cwd = tmp_path_factory.mktemp("multiprocess")
-    done = in_parallel({"single": lambda: cli(*ARGS, "--out", cwd / "single", cwd=cwd),
-                        "parts": lambda: run_processes(cwd / "multi", cwd)})  # fmt: skip
-    single, parts = done["single"], done["parts"]
-    assert_ok(single)
+    single, multi = cwd / "single", cwd / "multi"
+    reference = popen(*STOPPED_ARGS, "--out", single, cwd=cwd)
+    try:
+        stopped = stop_process_1_at_its_first_checkpoint(start_processes([*STOPPED_ARGS, "--out", multi], cwd))
+        steps = [part_checkpoint_steps(multi / f"process{k}" / "checkpoints")[-1] for k in (0, 1)]
+        merged_before_resume = (multi / "metrics.csv").exists()
+        parts = finish(start_processes(["--resume", multi, "--no-progress"], cwd))
+        _, reference_err = reference.communicate(timeout=RUN_TIMEOUT)
+        assert reference.returncode == 0, reference_err[-2000:]
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.communicate()
     for proc in parts:
         assert_ok(proc)
-    return cwd, cwd / "single", cwd / "multi", parts
+    return SimpleNamespace(cwd=cwd, single=single, multi=multi, parts=parts, stopped=stopped,
+                           checkpoint_steps=steps, merged_before_resume=merged_before_resume)  # fmt: skip
+
+
+def stop_process_1_at_its_first_checkpoint(procs) -> list[subprocess.CompletedProcess]:
+    """SIGINT to process 1 only, once it has saved a checkpoint; both processes' results."""
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        part1 = Path(procs[1].args[procs[1].args.index("--out") + 1]) / "process1" / "checkpoints"
+        while not (part1.is_dir() and part_checkpoint_steps(part1)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
+            time.sleep(0.02)
+        procs[1].send_signal(signal.SIGINT)
+        return finish(procs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def by_seed_and_iteration(rows):
@@ -86,7 +116,7 @@ def by_seed_and_iteration(rows):
 
 
 def test_each_process_writes_its_own_seeds(runs):
-    _, _, multi, _ = runs
+    multi = runs.multi
     seeds = {k: {int(r["seed"]) for r in read_rows(multi / f"process{k}" / "metrics.csv")} for k in (0, 1)}
     assert seeds == {0: {0, 1}, 1: {2}}
     for k in (0, 1):
@@ -97,7 +127,7 @@ def test_each_process_writes_its_own_seeds(runs):
 
 
 def test_merged_run_equals_single_process_run(runs):
-    _, single, multi, parts = runs
+    single, multi, parts = runs.single, runs.multi, runs.parts
     merged, alone = (
         by_seed_and_iteration(read_rows(multi / "metrics.csv")),
         by_seed_and_iteration(read_rows(single / "metrics.csv")),
@@ -115,14 +145,14 @@ def test_merged_run_equals_single_process_run(runs):
 
 
 def test_evaluate_reads_a_multi_process_run(runs):
-    cwd, _, multi, _ = runs
+    cwd, multi = runs.cwd, runs.multi
     proc = cli(multi, "--episodes", "2", cwd=cwd, module="jaxppo.evaluate")
     assert_ok(proc)
     assert "seed 2:" in proc.stdout
 
 
 def test_merge_command_rebuilds_the_outputs_and_names_a_missing_part(runs):
-    cwd, _, multi, _ = runs
+    cwd, multi = runs.cwd, runs.multi
     before = (multi / "metrics.csv").read_bytes()
     (multi / "metrics.csv").unlink()
     assert_ok(cli(multi, cwd=cwd, module="jaxppo.merge"))
@@ -145,44 +175,14 @@ def test_process_flags_come_together(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
-def test_a_stopped_process_stops_the_run_and_every_part_resumes(tmp_path):
-    # 80 iterations with a checkpoint every 8. SIGINT to process 1 only, mid-run: it saves and exits;
-    # process 0 finishes its own seeds, learns that process 1 stopped (instead of waiting for its
-    # part forever) and exits too. Resumed, each part continues from its own checkpoint.
-    args = [*ARGS, "--total-timesteps", "40960", "--checkpoint-every", "8"]
-    multi = tmp_path / "multi"
-    reference = popen(*args, "--out", tmp_path / "single", cwd=tmp_path)
-    procs = start_processes([*args, "--out", multi], tmp_path)
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        part1 = multi / "process1" / "checkpoints"
-        while not (part1.is_dir() and part_checkpoint_steps(part1)):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
-            time.sleep(0.02)
-        procs[1].send_signal(signal.SIGINT)
-        stopped = finish(procs)
-        for proc in stopped:
-            assert proc.returncode == 130, f"not interrupted (make the run longer?)\n{proc.stderr[-2000:]}"
-            assert "--resume" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        assert "process(es) 1 stopped" in stopped[0].stderr, stopped[0].stderr[-2000:]
-        done = [part_checkpoint_steps(multi / f"process{k}" / "checkpoints")[-1] for k in (0, 1)]
-        assert done[0] == 80 and 0 < done[1] < 80, done
-        assert not (multi / "metrics.csv").exists()  # merged only once every part has finished
-
-        for proc in finish(start_processes(["--resume", multi, "--no-progress"], tmp_path)):
-            assert_ok(proc)
-        reference_out, reference_err = reference.communicate(timeout=RUN_TIMEOUT)
-        assert reference.returncode == 0, reference_err[-2000:]
-    finally:
-        for proc in [reference, *procs]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-
-    merged = by_seed_and_iteration(read_rows(multi / "metrics.csv"))
-    alone = by_seed_and_iteration(read_rows(tmp_path / "single" / "metrics.csv"))
-    assert [(r["seed"], r["iteration"]) for r in merged] == [(r["seed"], r["iteration"]) for r in alone]
-    assert len(merged) == SEEDS * 80
-    for name in ("episode_return_last100", "policy_loss", "value_loss", "env_steps"):
-        np.testing.assert_allclose(column(merged, name), column(alone, name), rtol=1e-4, atol=1e-5, equal_nan=True)
+def test_a_stopped_process_stops_the_run_and_every_part_resumes(runs):
+    # SIGINT to process 1 only, mid-run: it saves and exits; process 0 finishes its own seeds, learns
+    # that process 1 stopped (instead of waiting for its part forever) and exits too. Resumed, each
+    # part continues from its own checkpoint (the merged run then equals the single-process run).
+    for proc in runs.stopped:
+        assert proc.returncode == 130, f"not interrupted (make the run longer?)\n{proc.stderr[-2000:]}"
+        assert "--resume" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "process(es) 1 stopped" in runs.stopped[0].stderr, runs.stopped[0].stderr[-2000:]
+    assert runs.checkpoint_steps[0] == ITERATIONS and 0 < runs.checkpoint_steps[1] < ITERATIONS, runs.checkpoint_steps
+    assert not runs.merged_before_resume  # merged only once every part has finished
+    assert len(read_rows(runs.multi / "metrics.csv")) == SEEDS * ITERATIONS
