@@ -60,7 +60,7 @@ _ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "asimd", "sve")
 
 def machine() -> dict:
     """What decides float32 rounding here: the jax build, the CPU and its vector extensions."""
-    cpu, isa = platform.processor(), []
+    cpu = platform.processor()
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:

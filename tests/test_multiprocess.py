@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -78,7 +77,7 @@ def runs(tmp_path_factory):
     single, multi = cwd / "single", cwd / "multi"
     reference = popen(*STOPPED_ARGS, "--out", single, cwd=cwd)
     try:
-        stopped = stop_process_1_at_its_first_checkpoint(start_processes([*STOPPED_ARGS, "--out", multi], cwd))
+        stopped = stop_process_1_at_its_first_checkpoint(start_processes([*STOPPED_ARGS, "--out", multi], cwd), multi)
         steps = [part_checkpoint_steps(multi / f"process{k}" / "checkpoints")[-1] for k in (0, 1)]
         merged_before_resume = (multi / "metrics.csv").exists()
         parts = finish(start_processes(["--resume", multi, "--no-progress"], cwd))
@@ -94,11 +93,11 @@ def runs(tmp_path_factory):
                            checkpoint_steps=steps, merged_before_resume=merged_before_resume)  # fmt: skip
 
 
-def stop_process_1_at_its_first_checkpoint(procs) -> list[subprocess.CompletedProcess]:
-    """SIGINT to process 1 only, once it has saved a checkpoint; both processes' results."""
+def stop_process_1_at_its_first_checkpoint(procs, run_dir) -> list[subprocess.CompletedProcess]:
+    """SIGINT to process 1 only, once it has saved a checkpoint in ``run_dir``; both processes' results."""
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
-        part1 = Path(procs[1].args[procs[1].args.index("--out") + 1]) / "process1" / "checkpoints"
+        part1 = run_dir / "process1" / "checkpoints"
         while not (part1.is_dir() and part_checkpoint_steps(part1)):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
             time.sleep(0.02)

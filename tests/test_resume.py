@@ -4,9 +4,7 @@ a run directory without a checkpoint, training a finished run longer, and resume
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,25 +12,11 @@ from pathlib import Path
 import pytest
 
 from jaxppo.loop import CHECKPOINT_MIN_SECONDS, CheckpointCadence
-from test_cli import in_this_process  # refusals: no process's imports
+from test_cli import ENV, assert_ok, cli, describe, in_this_process, popen
 
 pytestmark = pytest.mark.timeout(300)
-ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 TINY = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "128", "--seeds", "2"]
 BATCH = 4 * 128
-
-
-def cli(*args, cwd, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, args)], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
-def describe(proc) -> str:
-    return f"exit status {proc.returncode}\n--- stdout:\n{proc.stdout[-3000:]}\n--- stderr:\n{proc.stderr[-3000:]}"
-
-
-def assert_ok(proc) -> None:
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, describe(proc)
 
 
 def iterations_in(run_dir: Path) -> list[int]:
@@ -92,8 +76,7 @@ def test_checkpoint_minutes_saves_between_chunks(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_an_abort_before_any_checkpoint_says_so_and_resume_trains_from_the_start(tmp_path):
     flags = [*TINY, "--total-timesteps", 200 * BATCH]  # default cadence: nothing saved in its first 30 s
-    proc = subprocess.Popen([sys.executable, "-m", "jaxppo.run", *map(str, flags), "--out", "run"], cwd=tmp_path,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = popen(*flags, "--out", "run", cwd=tmp_path)
     try:
         seen = []
         for line in proc.stderr:  # "compiled in": training has started, the signal handlers are in place
@@ -174,8 +157,7 @@ def test_a_resumed_run_compiles_nothing_that_its_first_session_cached(tmp_path):
     # Checkpoints every 5 of 100 iterations make the chunks 5 iterations long; the resume, without
     # that flag, keeps them so (its own choice would be 2): the same program.
     flags = [*TINY, "--total-timesteps", 100 * BATCH, "--checkpoint-every", "5", "--no-progress"]
-    first = subprocess.run([sys.executable, "-m", "jaxppo.run", *map(str, flags), "--out", "run"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    first = cli(*flags, "--out", "run", cwd=tmp_path, env=env)
     assert_ok(first)
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert any(name.startswith("jit__lambda") for name in cached), cached  # the chunk program
@@ -185,8 +167,7 @@ def test_a_resumed_run_compiles_nothing_that_its_first_session_cached(tmp_path):
 
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "100")
     (tmp_path / "run" / "summary.json").unlink()
-    resumed = subprocess.run([sys.executable, "-m", "jaxppo.run", "--resume", "run", "--no-progress"], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    resumed = cli("--resume", "run", "--no-progress", cwd=tmp_path, env=env)
     assert_ok(resumed)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached, "the resumed run compiled anew"
     assert (tmp_path / "run" / "metrics.csv").read_text() == finished
