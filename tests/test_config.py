@@ -146,3 +146,21 @@ def test_custom_env_trains_end_to_end():
     assert result.metrics["episode_return"].shape == (8,)
     # Walking right every step reaches the goal in 5 steps; PPO should get close quickly.
     assert float(lengths[-1]) < float(lengths[0])
+
+
+@pytest.mark.parametrize("derived", ["batch_size", "minibatch_size", "num_iterations", "env_steps"])
+def test_an_unresolved_config_has_no_derived_counts_and_says_why(derived):
+    config = PPOConfig(num_steps=64)  # num_envs, total_timesteps, ... left to the action space
+    assert not config.is_resolved
+    with pytest.raises(jaxppo.UnresolvedConfigError, match=r"num_envs.*None.*resolve\(action_kind\)"):
+        getattr(config, derived)
+    resolved = config.resolve("discrete")
+    assert resolved.is_resolved and resolved.batch_size == 4 * 64
+    assert getattr(resolved, derived) > 0
+
+
+def test_a_trainer_holds_only_a_resolved_config():
+    trainer = jaxppo.make_trainer(PPOConfig())
+    assert trainer.config.is_resolved
+    with pytest.raises(jaxppo.UnresolvedConfigError, match="Trainer needs a resolved PPOConfig"):
+        jaxppo.Trainer(config=PPOConfig(), env=trainer.env, policy=trainer.policy)

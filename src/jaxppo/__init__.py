@@ -5,7 +5,7 @@ workarounds the loop uses) live in ``jaxppo.xla_cpu``.
 """
 
 from jaxppo import xla_cpu
-from jaxppo.config import ConfigError, PPOConfig, PPOHParams, default_hparams, hparam_grid
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams, UnresolvedConfigError, default_hparams, hparam_grid
 from jaxppo.evaluation import evaluate
 from jaxppo.gae import compute_gae
 from jaxppo.loading import Policy, load_policy, load_run
@@ -23,6 +23,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "Trainer",
+    "UnresolvedConfigError",
     "compute_gae",
     "default_hparams",
     "evaluate",

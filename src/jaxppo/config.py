@@ -26,6 +26,11 @@ class ConfigError(ValueError):
     """Invalid configuration or input; the message names the problem and the fix."""
 
 
+class UnresolvedConfigError(TypeError):
+    """A ``PPOConfig`` whose action-space defaults (``None`` fields) are not filled in was used
+    where only a resolved one makes sense: a mistake in the calling code, not in the user's input."""
+
+
 ActionKind = Literal["discrete", "continuous"]
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu", "elu")
 TRUNCATION_MODES = ("bootstrap", "terminate")
@@ -54,6 +59,8 @@ _CONFIG_DEFAULTS: dict[ActionKind, dict] = {
         normalize_rewards=True,
     ),
 }
+# The fields ``resolve`` fills: the derived counts need them all.
+RESOLVED_FIELDS = tuple(_CONFIG_DEFAULTS["discrete"])
 _HPARAM_DEFAULTS: dict[ActionKind, dict] = {
     "discrete": dict(learning_rate=2.5e-4, ent_coef=0.01),
     "continuous": dict(learning_rate=3e-4, ent_coef=0.0),
@@ -117,22 +124,42 @@ class PPOConfig:
         if isinstance(self.recurrent, str) and self.recurrent.lower() == "none":  # as flags and files spell it
             object.__setattr__(self, "recurrent", None)
 
-    # ----- derived counts (valid on a resolved config) -----
+    # ----- derived counts: only a resolved config has them -----
+    @property
+    def is_resolved(self) -> bool:
+        """Whether every field the action space decides is filled (``resolve`` did it)."""
+        return all(getattr(self, name) is not None for name in RESOLVED_FIELDS)
+
+    def require_resolved(self, what: str = "this") -> PPOConfig:
+        """``self`` if resolved; otherwise ``UnresolvedConfigError`` naming the missing fields."""
+        if not self.is_resolved:
+            missing = [name for name in RESOLVED_FIELDS if getattr(self, name) is None]
+            raise UnresolvedConfigError(
+                f"{what} needs a resolved PPOConfig, but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} None (the action space's default); use "
+                f"config.resolve(action_kind) or the config of make_trainer(config), which is resolved"
+            )
+        return self
+
     @property
     def batch_size(self) -> int:
+        self.require_resolved("PPOConfig.batch_size")
         return self.num_envs * self.num_steps
 
     @property
     def minibatch_size(self) -> int:
+        self.require_resolved("PPOConfig.minibatch_size")
         return self.batch_size // self.num_minibatches
 
     @property
     def num_iterations(self) -> int:
+        self.require_resolved("PPOConfig.num_iterations")
         return self.total_timesteps // self.batch_size
 
     @property
     def env_steps(self) -> int:
         """Environment steps really taken (a whole number of iterations)."""
+        self.require_resolved("PPOConfig.env_steps")
         return self.num_iterations * self.batch_size
 
     def replace(self, **changes) -> PPOConfig:

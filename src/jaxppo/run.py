@@ -227,9 +227,11 @@ class _OutFlags(NamedTuple):
 
 
 class _Target(NamedTuple):
-    """The run to train: its settings and directory, and whether it continues from a checkpoint."""
+    """The run to train: its settings, its trainer (whose config is the resolved one: every count
+    and budget is read from it), its directory, and whether it continues from a checkpoint."""
 
     settings: RunSettings
+    trainer: Any
     run_dir: Path
     resume: bool
     overwrite: bool
@@ -315,17 +317,21 @@ def _resumed_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
         raise ConfigError(f"--out {flags.out} differs from --resume {flags.resume}; a resumed run continues in place")
     run = Source(f"the run in {flags.resume}", settings_as_args(stored), stored=True)
     settings = settings_from_args(args, sources=[run, *file])
-    extended = _extension(flags.resume, stored, settings)
     differences = stored.differences(settings.replace_total_timesteps(stored.config.total_timesteps))
     if differences:
         raise ConfigError(f"--resume {flags.resume} with different settings: {'; '.join(differences)}")
-    return _Target(settings, run_dir, resume=True, overwrite=False, extended=extended)
+    trainer = _make_trainer(settings)
+    # Budgets compare resolved: a run started without --total-timesteps has None stored.
+    stored_config = stored.config.resolve(trainer.spec.action_kind)
+    extended = _extension(flags.resume, stored_config, trainer.config)
+    return _Target(settings, trainer, run_dir, resume=True, overwrite=False, extended=extended)
 
 
-def _extension(run_dir: str, stored: RunSettings, settings: RunSettings) -> bool:
-    """Whether ``--total-timesteps`` trains the run longer; refuses a shorter budget, and a longer
-    one for a run whose learning rate anneals to zero over its own number of iterations."""
-    old, new = stored.config, settings.config
+def _extension(run_dir: str, old, new) -> bool:
+    """Whether ``--total-timesteps`` trains the run longer (``old`` and ``new``: the stored and the
+    requested ``PPOConfig``, both resolved); refuses a shorter budget, and a longer one for a run
+    whose learning rate anneals to zero over its own number of iterations."""
+    old, new = old.require_resolved("--resume"), new.require_resolved("--resume")
     if new.total_timesteps == old.total_timesteps:
         return False
     if new.total_timesteps < old.total_timesteps:
@@ -342,10 +348,20 @@ def _extension(run_dir: str, stored: RunSettings, settings: RunSettings) -> bool
 
 def _new_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
     settings = settings_from_args(args, sources=file)
+    trainer = _make_trainer(settings)
     env_name = settings.config.env_id.replace("/", "_")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(flags.out) if flags.out else Path("runs") / f"{env_name}__{stamp}"
-    return _Target(settings, run_dir, resume=False, overwrite=flags.overwrite)
+    return _Target(settings, trainer, run_dir, resume=False, overwrite=flags.overwrite)
+
+
+def _make_trainer(settings: RunSettings):
+    """The run's trainer: validates env and config before anything is written."""
+    from jaxppo.train import make_trainer
+
+    trainer = make_trainer(settings.config)
+    settings.grid_hparams()  # validates the grid
+    return trainer
 
 
 def _prepare(target: _Target, options: RunOptions) -> _Start | None:
@@ -355,13 +371,10 @@ def _prepare(target: _Target, options: RunOptions) -> _Start | None:
     import jax
 
     from jaxppo import parallel, rundir
-    from jaxppo.train import make_trainer
 
-    settings, run_dir = target.settings, target.run_dir
+    settings, run_dir, trainer = target.settings, target.run_dir, target.trainer
     if options.eval_every and not settings.eval_episodes:
         raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
-    trainer = make_trainer(settings.config)  # validates env and config before anything is written
-    settings.grid_hparams()  # validates the grid
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if target.resume:
         return _resume_start(target, trainer, seed_range)
@@ -394,10 +407,11 @@ def _resume_start(target: _Target, trainer, seed_range: range) -> _Start | None:
         # Killed before its first checkpoint: its settings are all it has, and all it needs.
         print(f"{missing}: training {run_dir} again from iteration 0", file=sys.stderr)
         checkpoint = rundir.Checkpoint(0, None, None)
-    total = settings.config.num_iterations
+    config = trainer.config  # resolved
+    total = config.num_iterations
     if checkpoint.iteration >= total and (run_dir / rundir.SUMMARY_FILE).is_file():
-        longer = "" if settings.config.anneal_lr else (
-            f"; to train it longer: --resume {run_dir} --total-timesteps N, N above {settings.config.env_steps}")
+        longer = "" if config.anneal_lr else (
+            f"; to train it longer: --resume {run_dir} --total-timesteps N, N above {config.env_steps}")
         print(f"{run_dir} is finished: all {total} iterations trained, outputs in place; nothing changed{longer}",
               file=sys.stderr)  # fmt: skip
         return None

@@ -169,7 +169,7 @@ def record_extension(run_dir: Path, settings: RunSettings, resolved, iteration: 
 
     path = Path(run_dir) / CONFIG_FILE
     data = json.loads(path.read_text())
-    extension = {"total_timesteps_before": data["config"]["total_timesteps"], "from_iteration": int(iteration),
+    extension = {"total_timesteps_before": data["resolved_config"]["total_timesteps"], "from_iteration": int(iteration),
                  "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": environment_info()}
     data["config"]["total_timesteps"] = data["resolved_config"]["total_timesteps"] = settings.config.total_timesteps
     data["num_iterations"] = resolved.config.num_iterations

@@ -480,6 +480,9 @@ class Trainer:
     env: VecEnv
     policy: ActorCritic | SharedTrunkActorCritic
 
+    def __post_init__(self):
+        self.config.require_resolved("Trainer")  # every count below is derived from it
+
     @property
     def spec(self) -> EnvSpec:
         return self.env.spec
