@@ -146,3 +146,25 @@ class DictCorridor(Corridor):
                 "constant": spaces.Box(0.0, 1.0, (2,), jnp.float32),
             }
         )
+
+
+@struct.dataclass
+class FaultyCorridorParams(CorridorParams):
+    fault: int = 2  # what turns non-finite: 1 the observation, 2 the reward (train.NONFINITE_* bits)
+    fault_probability: float = 0.0  # per step, drawn from the step's key
+    fault_value: float = float("nan")
+
+
+class FaultyCorridor(Corridor):
+    """The corridor, whose observation or reward is now and then NaN (or inf): a buggy user env."""
+
+    @property
+    def default_params(self) -> FaultyCorridorParams:
+        return FaultyCorridorParams()
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, terminated, info = super().step_env(key, state, action, params)
+        faulty = jax.random.uniform(key) < params.fault_probability
+        obs = jnp.where(faulty & (params.fault == 1), params.fault_value, obs)
+        reward = jnp.where(faulty & (params.fault == 2), params.fault_value, reward)
+        return obs, state, reward, terminated, info

@@ -176,3 +176,59 @@ def test_eight_vmapped_seeds_do_not_hang():
     train = jax.jit(jax.vmap(jaxppo.make_train(jaxppo.PPOConfig(total_timesteps=512)), in_axes=(0, None)))
     result = train(jax.random.split(jax.random.key(0), 16), jaxppo.PPOHParams())
     assert result.metrics["policy_loss"].shape == (16, 1)
+
+
+# ------------------------------------------------------------------ an env that returns NaN or inf
+def faulty_trainer(fault: int, value: float = float("nan"), **changes):
+    from envs_for_tests import FaultyCorridor
+
+    env = FaultyCorridor()
+    params = env.default_params.replace(fault=fault, fault_probability=0.002, fault_value=value)
+    config = jaxppo.PPOConfig(env_id="FaultyCorridor", total_timesteps=8 * 2 * 64, num_envs=2, num_steps=64,
+                              num_minibatches=2, update_epochs=2, **changes)  # fmt: skip
+    return jaxppo.make_trainer(config, env, params)
+
+
+@pytest.mark.parametrize(("fault", "value", "normalize"), [(2, float("nan"), False), (1, float("inf"), True)])
+def test_the_envs_nan_or_inf_is_recorded_per_seed_and_iteration(fault, value, normalize):
+    import numpy as np
+
+    from jaxppo.outputs import first_nonfinite_env_outputs
+
+    trainer = faulty_trainer(fault, value, normalize_observations=normalize)
+    train = jax.jit(jax.vmap(lambda key: trainer.run(trainer.init(key, jaxppo.PPOHParams()), jaxppo.PPOHParams(), 8)))
+    result = train(jax.random.split(jax.random.key(0), 4))
+    env_nonfinite = np.asarray(result.metrics["env_nonfinite"])  # [S, 8]
+    assert set(np.unique(env_nonfinite)) <= {0, fault}
+    poisoned = env_nonfinite.any(axis=1)
+    assert poisoned.any() and not poisoned.all(), env_nonfinite  # the seed matters
+    found = first_nonfinite_env_outputs(env_nonfinite[None])
+    what = "reward" if fault == 2 else "observation"
+    assert found == {(0, s): (1 + int(np.argmax(env_nonfinite[s] != 0)), [what]) for s in np.flatnonzero(poisoned)}
+    # The divergence guard freezes the poisoned seeds; the others train on, finite.
+    diverged_at = np.asarray(result.state.diverged_at)
+    assert (diverged_at[~poisoned] == -1).all()
+    assert all(np.isfinite(np.asarray(leaf)[~poisoned]).all() for leaf in jax.tree.leaves(result.state.params))
+
+
+def test_a_run_says_which_seed_received_the_envs_nan_and_when(tmp_path, capsys):
+    from jaxppo import rundir
+    from jaxppo.loop import train_run
+    from jaxppo.settings import RunOptions, RunSettings
+
+    trainer = faulty_trainer(2)
+    settings = RunSettings(config=trainer.config, hparams={}, grid={}, seeds=4, seed=0)
+    run = tmp_path / "run"
+    rundir.prepare_out_dir(run, overwrite=False)
+    rundir.write_config(run, settings, trainer)
+    assert train_run(trainer, settings, run, None, None, RunOptions(show_progress=False)) == 0
+    err = capsys.readouterr().err
+    told = [line for line in err.splitlines() if "non-finite" in line]
+    summary = __import__("json").loads((run / "summary.json").read_text())["grid_points"][0]
+    events = summary["env_nonfinite"]
+    assert events and len(told) == len(events) < 4, err
+    assert all(event["outputs"] == ["reward"] for event in events)
+    expected = {f"to seed {event['seed']} (grid point 0) in iteration {event['iteration']};" for event in events}
+    assert {line[line.index("to seed") : line.index(";") + 1] for line in told} == expected, err
+    assert all(line.startswith("jaxppo: warning: FaultyCorridor returned a non-finite (NaN or inf)") for line in told)
+    assert {d["seed"] for d in summary["diverged"]} == {e["seed"] for e in events}

@@ -130,10 +130,10 @@ class PPOConfig:
         """Whether every field the action space decides is filled (``resolve`` did it)."""
         return all(getattr(self, name) is not None for name in RESOLVED_FIELDS)
 
-    def require_resolved(self, what: str = "this") -> PPOConfig:
-        """``self`` if resolved; otherwise ``UnresolvedConfigError`` naming the missing fields."""
-        if not self.is_resolved:
-            missing = [name for name in RESOLVED_FIELDS if getattr(self, name) is None]
+    def require_resolved(self, what: str = "this", fields: tuple[str, ...] = RESOLVED_FIELDS) -> PPOConfig:
+        """``self`` if ``fields`` are filled; otherwise ``UnresolvedConfigError`` naming the missing ones."""
+        missing = [name for name in fields if getattr(self, name) is None]
+        if missing:
             raise UnresolvedConfigError(
                 f"{what} needs a resolved PPOConfig, but {', '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} None (the action space's default); use "
@@ -143,23 +143,23 @@ class PPOConfig:
 
     @property
     def batch_size(self) -> int:
-        self.require_resolved("PPOConfig.batch_size")
+        self.require_resolved("PPOConfig.batch_size", ("num_envs", "num_steps"))
         return self.num_envs * self.num_steps
 
     @property
     def minibatch_size(self) -> int:
-        self.require_resolved("PPOConfig.minibatch_size")
+        self.require_resolved("PPOConfig.minibatch_size", ("num_envs", "num_steps", "num_minibatches"))
         return self.batch_size // self.num_minibatches
 
     @property
     def num_iterations(self) -> int:
-        self.require_resolved("PPOConfig.num_iterations")
+        self.require_resolved("PPOConfig.num_iterations", ("total_timesteps", "num_envs", "num_steps"))
         return self.total_timesteps // self.batch_size
 
     @property
     def env_steps(self) -> int:
         """Environment steps really taken (a whole number of iterations)."""
-        self.require_resolved("PPOConfig.env_steps")
+        self.require_resolved("PPOConfig.env_steps", ("total_timesteps", "num_envs", "num_steps"))
         return self.num_iterations * self.batch_size
 
     def replace(self, **changes) -> PPOConfig:

@@ -29,7 +29,14 @@ from jax.sharding import PartitionSpec as P
 
 from jaxppo import parallel, rundir
 from jaxppo.loggers import Evaluator, TensorBoard, Wandb
-from jaxppo.outputs import Part, merge_parts, write_metrics, write_outputs
+from jaxppo.outputs import (
+    Part,
+    first_nonfinite_env_outputs,
+    merge_parts,
+    nonfinite_env_message,
+    write_metrics,
+    write_outputs,
+)
 from jaxppo.settings import RunOptions, RunSettings, run_keys
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -327,6 +334,7 @@ class HostLoop:
         self.compile_seconds = self.run_seconds = 0.0
         self.first = self.done  # where this leg's part of the run starts
         self.stopped = None  # the signal that stopped this process's training
+        self.nonfinite_told = set()  # (grid point, seed) whose env's NaN or inf was reported
 
     def _earlier_parts(self) -> list[dict]:
         """The legs that trained the checkpoint this one continues (none for a new run)."""
@@ -427,6 +435,7 @@ class HostLoop:
         """The progress bar and loggers; the evaluation and checkpoint when due."""
         done, batch_size, latest, options = self.done, self.config.batch_size, self.history[-1], self.options
         progress.update(done * batch_size, latest["episode_return_last100"][..., -1])
+        self._tell_nonfinite_env_outputs(latest["env_nonfinite"], done)
         for logger in self.loggers:
             logger.write(latest)
         if options.eval_every and done % options.eval_every == 0:
@@ -440,6 +449,15 @@ class HostLoop:
             write_metrics(self.out_dir, self.trainer, self.settings, metrics, self.seed_range.start)
             self.cadence.saved(done)
             stopper.saved = done
+
+    def _tell_nonfinite_env_outputs(self, env_nonfinite: np.ndarray, done: int) -> None:
+        """A line per agent, the first time its env returns a NaN or inf (``[G, S, n]`` up to ``done``)."""
+        first = done - np.shape(env_nonfinite)[-1] + 1
+        for (g, s), (iteration, what) in first_nonfinite_env_outputs(env_nonfinite, first).items():
+            if (g, s) not in self.nonfinite_told:
+                self.nonfinite_told.add((g, s))
+                seed = self.seed_range.start + s
+                print(nonfinite_env_message(self.settings.config.env_id, seed, g, iteration, what), file=sys.stderr)
 
     def stopped_code(self) -> int | None:
         """The exit status when this process or another was stopped (it says so), else ``None``.

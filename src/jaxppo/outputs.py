@@ -152,6 +152,29 @@ def _recent_mean(values: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+NONFINITE_NAMES = {1: "observation", 2: "reward"}  # train.NONFINITE_* bits
+
+
+def first_nonfinite_env_outputs(env_nonfinite: np.ndarray, first_iteration: int = 1) -> dict:
+    """``{(g, s): (iteration, [what, ...])}``: for every agent whose env returned a NaN or inf,
+    the first iteration it did (``env_nonfinite`` [G, S, n] holds iterations ``first_iteration``
+    onwards) and which outputs were non-finite in that iteration."""
+    env_nonfinite = np.asarray(env_nonfinite)
+    found = {}
+    for g, s in zip(*np.nonzero(env_nonfinite.any(axis=-1)), strict=True):
+        i = int(np.argmax(env_nonfinite[g, s] != 0))
+        bits = int(env_nonfinite[g, s, i])
+        found[int(g), int(s)] = (first_iteration + i, [name for bit, name in NONFINITE_NAMES.items() if bits & bit])
+    return found
+
+
+def nonfinite_env_message(env_id: str, seed: int, grid_point: int, iteration: int, what: list[str]) -> str:
+    """One line for an agent whose env returned a NaN or inf."""
+    return (f"jaxppo: warning: {env_id} returned a non-finite (NaN or inf) {' and '.join(what)} to seed {seed} "
+            f"(grid point {grid_point}) in iteration {iteration}; that agent is frozen from the first update "
+            f"this makes non-finite (the other agents train on): check the env's step")
+
+
 def _summary(trainer, settings, part: Part) -> dict:
     metrics, eval_returns, diverged_at = part.metrics, part.eval_returns, part.diverged_at
     compile_seconds, run_seconds = part.compile_seconds, part.run_seconds
@@ -173,6 +196,7 @@ def _summary(trainer, settings, part: Part) -> dict:
         out["episode_metrics_definition"] = (
             f"per seed: mean over its last {RECENT_ITERATIONS} iterations that completed an episode "
             "of each iteration's mean over its completed episodes")
+    nonfinite = first_nonfinite_env_outputs(metrics["env_nonfinite"]) if "env_nonfinite" in metrics else {}
     for g, point in enumerate(points):
         entry = {
             "grid_point": g,
@@ -186,6 +210,9 @@ def _summary(trainer, settings, part: Part) -> dict:
             "env_steps_per_second": out["env_steps_per_second"],
             # Non-finite loss or parameters: updates rejected from that iteration on (frozen).
             "diverged": [{"seed": s, "iteration": int(i)} for s, i in enumerate(diverged_at[g]) if i >= 0],
+            # The env's own NaN or inf: the first iteration of each seed that received one, and what.
+            "env_nonfinite": [{"seed": s, "iteration": it, "outputs": what}
+                              for (gp, s), (it, what) in sorted(nonfinite.items()) if gp == g],
         }
         if episode_metrics:
             entry["episode_metrics"] = {name: summarize(v[g]) for name, v in episode_metrics.items()}
@@ -214,6 +241,9 @@ def _table(summary: dict, run_dir: Path) -> str:
         if point["diverged"]:
             first = min(d["iteration"] for d in point["diverged"])
             row += f"  DIVERGED: {len(point['diverged'])} seed(s), first at iteration {first} (frozen)"
+        if point.get("env_nonfinite"):
+            first = min(d["iteration"] for d in point["env_nonfinite"])
+            row += f"  ENV NaN/inf: {len(point['env_nonfinite'])} seed(s), first in iteration {first}"
         lines.append(row)
     lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
                  f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip

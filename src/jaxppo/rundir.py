@@ -414,6 +414,6 @@ def _read_timings(path: Path) -> dict:
         return {}
 
 
-_METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged")}
+_METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged", "env_nonfinite")}
 
 
