@@ -232,3 +232,164 @@ def test_a_run_says_which_seed_received_the_envs_nan_and_when(tmp_path, capsys):
     assert {line[line.index("to seed") : line.index(";") + 1] for line in told} == expected, err
     assert all(line.startswith("jaxppo: warning: FaultyCorridor returned a non-finite (NaN or inf)") for line in told)
     assert {d["seed"] for d in summary["diverged"]} == {e["seed"] for e in events}
+
+
+# ------------------------------------------------------------------ kill -9, full disks, two processes
+DEFAULT_SIZES = ["--env", "CartPole-v1", "--seeds", "2", "--no-progress"]  # 4 envs x 128 steps
+
+
+def read_metrics(run: Path) -> str:
+    return (run / "metrics.csv").read_text()
+
+
+def final_params(run: Path):
+    import numpy as np
+
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(jaxppo.load_run(run).states.params)]
+
+
+def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_one_bit_identically(tmp_path):
+    import numpy as np
+
+    flags = [*DEFAULT_SIZES, "--total-timesteps", 60 * 512, "--checkpoint-every", 1]
+    reference = start_cli(*flags, "--out", tmp_path / "reference", cwd=tmp_path)
+    run = tmp_path / "run"
+    proc = start_cli(*flags, "--out", run, cwd=tmp_path)
+    try:
+        # orbax writes a checkpoint into <iteration>.orbax-checkpoint-tmp*, then renames it
+        deadline, writing = time.time() + 180, []
+        while not writing and proc.poll() is None and time.time() < deadline:
+            if complete_steps(run):
+                writing = [p.name for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
+            time.sleep(0.0005)
+        proc.kill()
+        proc.communicate(timeout=60)
+        assert writing, "no checkpoint was being written before the run ended"
+        left = [p.name for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
+        assert left, "the kill came after the checkpoint was complete"
+        saved = complete_steps(run)[-1]
+        assert saved < int(left[0].split(".")[0]) <= 60
+        resumed = run_cli("--resume", run, "--no-progress", cwd=tmp_path)
+        assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+        out, err = reference.communicate(timeout=240)
+        assert reference.returncode == 0, err
+    finally:
+        for p in (proc, reference):
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert read_metrics(run) == read_metrics(tmp_path / "reference")
+    assert all(np.array_equal(a, b) for a, b in zip(final_params(run), final_params(tmp_path / "reference"), strict=True))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs (needs root: the tests run as root in CI)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                                            capture_output=True).returncode:  # fmt: skip
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * (1 << 16))
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def read_only(disk: Path) -> None:
+    """Remount ``disk`` read-only, once no file is open for writing on it (a write in progress)."""
+    for _ in range(500):
+        if subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"could not remount {disk} read-only")
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_full_or_read_only_disk_mid_run_fails_in_one_line_and_resume_works_once_writable(small_disk, fault):
+    run = small_disk / "run"
+    proc = start_cli(*DEFAULT_SIZES, "--total-timesteps", 400 * 512, "--checkpoint-every", 4, "--out", run, cwd=small_disk)
+    try:
+        wait_for_checkpoint(run, proc)
+        if fault == "full":
+            filler = fill(small_disk)
+        else:
+            read_only(small_disk)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("python -m jaxppo.run: error: ") and f"--resume {run}" in lines[0], err
+    assert ("No space left" in err) if fault == "full" else ("Read-only" in err or "read-only" in err), err
+    # the latest complete checkpoint and the logs written with it are intact
+    saved = complete_steps(run)[-1]
+    rows = read_metrics(run).splitlines()
+    assert 0 < saved < 400 and len(rows) - 1 <= 2 * saved and len(rows) > 1
+    assert jaxppo.load_run(run).iteration == saved
+    if fault == "full":
+        filler.unlink()
+    else:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    resumed = run_cli("--resume", run, "--no-progress", cwd=small_disk)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert len(read_metrics(run).splitlines()) == 1 + 2 * 400
+
+
+def test_a_second_process_given_the_same_out_is_refused_and_the_first_is_unharmed(tmp_path):
+    run = tmp_path / "run"
+    first = start_cli(*DEFAULT_SIZES, "--total-timesteps", 4000 * 512, "--checkpoint-every", 10, "--out", run,
+                      cwd=tmp_path)  # fmt: skip
+    try:
+        wait_for_checkpoint(run, first)
+        for flags in (["--out", run], ["--out", run, "--overwrite"], ["--resume", run]):
+            second = run_cli(*DEFAULT_SIZES, "--total-timesteps", 4000 * 512, *flags, cwd=tmp_path, timeout=120)
+            lines = second.stderr.strip().splitlines()
+            assert second.returncode == 2 and len(lines) == 1, second.stderr
+            assert "in use: another jaxppo process is training it" in lines[0], second.stderr
+        assert first.poll() is None, "the first run ended before the second was refused (make it longer)"
+        first.send_signal(signal.SIGINT)  # it stops as any run does: a checkpoint and its logs
+        out, err = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 130 and "Traceback" not in err, err
+    saved = complete_steps(run)[-1]
+    assert len(read_metrics(run).splitlines()) == 1 + 2 * saved
+    assert jaxppo.load_run(run).iteration == saved
+
+
+SAVE_FAILS = """
+import sys
+import numpy as np
+from jaxppo import rundir, run
+save = rundir.save_checkpoint  # with a zero-size array in the state, which orbax refuses
+rundir.save_checkpoint = lambda d, i, states, metrics: save(d, i, (states, np.zeros((2, 0))), metrics)
+sys.argv[0] = "jaxppo.run"
+run.cli()
+"""
+
+
+def test_a_checkpoint_that_cannot_be_saved_fails_at_once_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", SAVE_FAILS, *DEFAULT_SIZES, "--total-timesteps", str(4 * 512), "--out",
+                           "run"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=90)  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("python -m jaxppo.run: error: could not save the checkpoint of iteration"), proc.stderr
+    assert "zero size" in lines[0] and "holds no checkpoint" in lines[0], proc.stderr

@@ -13,6 +13,7 @@ Everything that imports jax's backends is imported only after ``use_host_devices
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import sys
@@ -194,11 +195,17 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except _Interrupted as interrupted:  # outside the training loop (which saves and exits by itself)
-        print(f"{PROG}: interrupted; {interrupted.what_survives()}", file=sys.stderr)
+        print(f"{PROG}: interrupted; {what_survives(interrupted.run_dir)}", file=sys.stderr)
         return 130
+    except _WriteFailed as failed:
+        print(f"{PROG}: error: {failed.what}; {what_survives(failed.run_dir)}", file=sys.stderr)
+        return WRITE_FAILED
     except KeyboardInterrupt:  # before a run directory was chosen
         print(f"{PROG}: interrupted before anything was written", file=sys.stderr)
         return 130
+
+
+WRITE_FAILED = 1  # the exit status when the run directory could not be written (a full disk, ...)
 
 
 class _Interrupted(Exception):
@@ -208,16 +215,30 @@ class _Interrupted(Exception):
         super().__init__(str(run_dir))
         self.run_dir = run_dir
 
-    def what_survives(self) -> str:
-        from jaxppo import rundir
 
-        if not (self.run_dir / rundir.CONFIG_FILE).is_file():
-            return f"nothing was written to {self.run_dir}"
-        saved = rundir.saved_iterations(self.run_dir)
-        resume = f"{PROG} --resume {self.run_dir}"
-        if not saved:
-            return f"{self.run_dir} holds no checkpoint; {resume} trains it from iteration 0"
-        return f"the checkpoint of iteration {saved[-1]} in {self.run_dir} is intact; continue with: {resume}"
+class _WriteFailed(Exception):
+    """A file of the run (a checkpoint, the logs, the outputs) could not be written."""
+
+    def __init__(self, run_dir: Path, error: BaseException):
+        if isinstance(error, OSError):
+            self.what = f"could not write {error.filename or f'to {run_dir}'} ({error.strerror or error})"
+        else:
+            self.what = str(error)
+        super().__init__(self.what)
+        self.run_dir = run_dir
+
+
+def what_survives(run_dir: Path) -> str:
+    """What a run directory holds after its training stopped early, and how to go on."""
+    from jaxppo import rundir
+
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        return f"nothing was written to {run_dir}"
+    saved = rundir.saved_iterations(run_dir)
+    resume = f"{PROG} --resume {run_dir}"
+    if not saved:
+        return f"{run_dir} holds no checkpoint; {resume} trains it from iteration 0"
+    return f"the checkpoint of iteration {saved[-1]} in {run_dir} is intact; continue with: {resume}"
 
 
 class _OutFlags(NamedTuple):
@@ -251,15 +272,20 @@ def _main(argv) -> int:
     options = _run_options(args)
     file = [Source(f"config file {args['config']}", read_config_file(args["config"]))] if "config" in args else []
     target = _resumed_run(flags, file, args) if flags.resume else _new_run(flags, file, args)
-    try:
-        start = _prepare(target, options)
-        if start is None:  # a finished run: nothing to train, nothing rewritten
-            return 0
-        from jaxppo.loop import train_run
+    from jaxppo.rundir import SaveFailed
 
-        return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
+    try:
+        with contextlib.ExitStack() as locks:  # the run directory is this process's while it trains
+            start = _prepare(target, options, locks)
+            if start is None:  # a finished run: nothing to train, nothing rewritten
+                return 0
+            from jaxppo.loop import train_run
+
+            return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
     except KeyboardInterrupt:
         raise _Interrupted(target.run_dir) from None
+    except (OSError, SaveFailed) as error:  # a full disk, a directory made unwritable, ...
+        raise _WriteFailed(target.run_dir, error) from None
 
 
 def _start_jax(args: dict) -> None:
@@ -364,10 +390,10 @@ def _make_trainer(settings: RunSettings):
     return trainer
 
 
-def _prepare(target: _Target, options: RunOptions) -> _Start | None:
-    """The trainer (validating env and config before anything is written), and the checkpoint to
-    continue from or the new run's directory with its config.json; ``None`` when the run to
-    resume is finished (it says so)."""
+def _prepare(target: _Target, options: RunOptions, locks: contextlib.ExitStack) -> _Start | None:
+    """The checkpoint to continue from, or the new run's directory with its config.json; ``None``
+    when the run to resume is finished (it says so). The directories this process writes are
+    locked for it (``locks`` releases them)."""
     import jax
 
     from jaxppo import parallel, rundir
@@ -377,14 +403,18 @@ def _prepare(target: _Target, options: RunOptions) -> _Start | None:
         raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if target.resume:
+        if jax.process_index() == 0:
+            locks.callback(rundir.RunLock(run_dir).release)
+        if jax.process_count() > 1:
+            locks.callback(rundir.RunLock(rundir.part_dir(run_dir)).release)
         return _resume_start(target, trainer, seed_range)
     # Process 0 prepares the run directory; the others then add their process<K>/ parts.
     if jax.process_index() == 0:
-        rundir.prepare_out_dir(run_dir, target.overwrite)
+        locks.callback(rundir.prepare_out_dir(run_dir, target.overwrite).release)
         rundir.write_config(run_dir, settings, trainer)
     parallel.barrier("run-dir-ready", timeout_s=600)  # process 0 only checks and writes config.json
     if jax.process_count() > 1:
-        rundir.prepare_out_dir(rundir.part_dir(run_dir), target.overwrite)
+        locks.callback(rundir.prepare_out_dir(rundir.part_dir(run_dir), target.overwrite).release)
         rundir.write_config(rundir.part_dir(run_dir), settings, trainer, seed_range)
     return _Start(trainer, None, None)
 
@@ -460,8 +490,9 @@ def cli() -> None:
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    if code == 0 and _teardown_can_be_skipped():
-        os._exit(0)
+    # After a failed write too: orbax's worker threads may wait on a save that will never finish.
+    if code in (0, WRITE_FAILED) and _teardown_can_be_skipped():
+        os._exit(code)
     sys.exit(code)
 
 

@@ -18,6 +18,7 @@ Layout of a run directory::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -26,6 +27,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,21 +53,44 @@ HPARAM_COLUMNS = [f"hp_{name}" for name in HPARAM_NAMES]
 
 
 # ------------------------------------------------------------------- files
-def prepare_out_dir(out: Path, overwrite: bool) -> None:
-    """Make ``out`` an empty, writable directory for a new run; never replace what is not a run."""
+LOCK_FILE = ".jaxppo.lock"  # held (flock) by the process that trains the run; empty
+
+
+class RunLock:
+    """An exclusive ``flock`` on a run directory's lock file, held while one process trains it, so
+    that a second command given the same directory is refused instead of writing into it. The
+    kernel releases it when the process ends, however it ends (``kill -9`` included)."""
+
+    def __init__(self, directory: Path):
+        import fcntl
+
+        # read-only: a descriptor open for writing would keep the file system from being remounted
+        self.fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise ConfigError(f"{directory} is in use: another jaxppo process is training it; wait until it "
+                              f"ends, or choose another --out") from None  # fmt: skip
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor releases the flock
+            self.fd = None
+
+
+def _entries(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name != LOCK_FILE]
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> RunLock:
+    """Make ``out`` an empty, writable directory for a new run, locked for this process (the
+    ``RunLock`` returned); never replace what is not a run, nor a run another process trains."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            if not (out / CONFIG_FILE).exists():
-                raise ConfigError(f"--out {out} is not empty; choose another --out")
-            saved = saved_iterations(out)
-            what = f"its checkpoint of iteration {saved[-1]}" if saved else "iteration 0 (it has no checkpoint)"
-            raise ConfigError(f"--out {out} holds a run; pass --resume {out} to continue it from {what}, "
-                              f"--overwrite to replace it, or another --out")  # fmt: skip
-        if not (out / CONFIG_FILE).exists():
-            raise ConfigError(f"--out {out} is not empty and not a jaxppo run; refusing to --overwrite it")
-        shutil.rmtree(out)
+    if out.is_dir() and _entries(out) and not (out / CONFIG_FILE).exists():
+        what = "not empty; choose another --out" if not overwrite else "not empty and not a jaxppo run; refusing to --overwrite it"
+        raise ConfigError(f"--out {out} is {what}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -73,6 +98,20 @@ def prepare_out_dir(out: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as error:
         raise ConfigError(f"--out {out} is not writable ({error.strerror}); choose another --out") from None
+    lock = RunLock(out)
+    try:
+        if _entries(out):  # checked again under the lock: another process may have started a run here
+            if not overwrite:
+                saved = saved_iterations(out)
+                what = f"its checkpoint of iteration {saved[-1]}" if saved else "iteration 0 (it has no checkpoint)"
+                raise ConfigError(f"--out {out} holds a run; pass --resume {out} to continue it from {what}, "
+                                  f"--overwrite to replace it, or another --out")  # fmt: skip
+            for entry in _entries(out):  # the lock file stays: this process holds it
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -312,11 +351,70 @@ def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> Non
     import orbax.checkpoint as ocp
 
     manager = _checkpoint_manager(run_dir, create=True)
+    with _quiet_orbax():  # a failed save is reported in one line, not in orbax's tracebacks
+        try:
+            manager.save(int(iteration), args=ocp.args.StandardSave(payload), force=True)
+            manager.wait_until_finished()
+        except OSError:
+            _mute_other_threads()
+            raise
+        except Exception as error:  # orbax refuses some arrays (zero-size ones) with ValueError, ...
+            _mute_other_threads()
+            raise SaveFailed(f"could not save the checkpoint of iteration {iteration} "
+                             f"({_first_line(error)})") from None  # fmt: skip
+    # Closed after a successful save only: closing after a failed one shuts orbax's event loop under
+    # the writes still pending, whose threads then print tracebacks; the process exits instead.
+    manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """absl's logger (orbax logs through it) silenced: orbax logs what it refuses with a traceback."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.CRITICAL)
     try:
-        manager.save(int(iteration), args=ocp.args.StandardSave(payload), force=True)
-        manager.wait_until_finished()
+        yield
     finally:
-        manager.close()
+        absl_logger.setLevel(level)
+
+
+class _MainThreadOnly:
+    """A text stream that passes on what the main thread writes and drops the other threads' text."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        import threading
+
+        return self.stream.write(text) if threading.current_thread() is threading.main_thread() else len(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _mute_other_threads() -> None:
+    """After a failed save, orbax's pending writes fail one by one in its worker threads, which
+    print a traceback each: the run's error is one line, from the main thread."""
+    if not isinstance(sys.stderr, _MainThreadOnly):
+        sys.stderr = _MainThreadOnly(sys.stderr)
+
+
+class SaveFailed(Exception):
+    """A checkpoint that could not be written for another reason than the file system's (``OSError``)."""
+
+
+def _first_line(error: BaseException) -> str:
+    """What went wrong, short: the OS error a tensorstore message carries, else its first line."""
+    import re
+
+    text = str(error).strip()
+    code = re.search(r"os_error_code='(\d+)'", text)
+    if code:
+        return os.strerror(int(code.group(1)))
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def saved_iterations(run_dir: Path) -> list[int]:
@@ -371,24 +469,21 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]) 
 def _restore_orbax(run_dir: Path, directory: Path, target):
     import orbax.checkpoint as ocp
 
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    absl_logger.setLevel(logging.CRITICAL)  # orbax logs damaged files itself; the one message is ours
     manager = _checkpoint_manager(run_dir, create=False)
     try:
-        step = manager.latest_step()
-        if step is None:
-            raise NoCheckpoint(f"{directory} holds no complete checkpoint")
-        try:
-            restored = manager.restore(step, args=ocp.args.StandardRestore(target(step)))
-        except Exception as error:  # orbax raises many types for damaged files
-            raise ConfigError(
-                f"checkpoint {directory / str(step)} is unreadable ({type(error).__name__}); "
-                f"delete it to fall back to an earlier one, or start a new run"
-            ) from None
+        with _quiet_orbax():  # orbax logs damaged files itself; the one message is ours
+            step = manager.latest_step()
+            if step is None:
+                raise NoCheckpoint(f"{directory} holds no complete checkpoint")
+            try:
+                restored = manager.restore(step, args=ocp.args.StandardRestore(target(step)))
+            except Exception as error:  # orbax raises many types for damaged files
+                raise ConfigError(
+                    f"checkpoint {directory / str(step)} is unreadable ({type(error).__name__}); "
+                    f"delete it to fall back to an earlier one, or start a new run"
+                ) from None
     finally:
         manager.close()
-        absl_logger.setLevel(level)
     return step, restored
 
 
