@@ -590,8 +590,9 @@ def test_plot_command_writes_png(quick):
 # 80 iterations, defaults; a checkpoint every 8 (writing one takes about a tenth of a second)
 RESUME_FLAGS = [*TINY, "--total-timesteps", "40960", "--checkpoint-every", "8"]
 # [10, 10, 4] images, 8 iterations of 4 envs x 32 steps
-CNN_FLAGS = [*TINY, "--env", "Breakout-MinAtar", "--encoder", "cnn", "--num-steps", "32", "--total-timesteps",
-             str(8 * 4 * 32)]  # fmt: skip
+# encoder "auto" (the default) with progress lines: the run says it chose a CNN, and records it
+CNN_FLAGS = [*(f for f in TINY if f != "--no-progress"), "--env", "Breakout-MinAtar", "--num-steps", "32",
+             "--total-timesteps", str(8 * 4 * 32)]  # fmt: skip
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
@@ -607,8 +608,15 @@ def test_a_cnn_run_records_its_architecture_and_its_policy_loads_and_evaluates(t
     config = json.loads((tmp_path / "cnn" / "config.json").read_text())
     architecture = {name: config["config"][name] for name in ("encoder", "cnn_channels", "cnn_kernels", "cnn_strides",
                                                               "shared_trunk", "hidden_sizes", "activation")}  # fmt: skip
-    assert architecture == {"encoder": "cnn", "cnn_channels": [16], "cnn_kernels": [3], "cnn_strides": [1],
+    assert architecture == {"encoder": "auto", "cnn_channels": [16], "cnn_kernels": [3], "cnn_strides": [1],
                             "shared_trunk": False, "hidden_sizes": [64, 64], "activation": "tanh"}  # fmt: skip
+    built = config["architecture"]
+    assert built["encoders"] == {"observation": {"shape": [10, 10, 4], "encoder": "cnn", "channels": [16],
+                                                 "kernels": [3], "strides": [1]}}  # fmt: skip
+    assert built["distribution"] == "categorical over 3 actions" and built["recurrent_core"] is None
+    assert built["layout"] == "separate actor and critic" and built["parameters"] > 0
+    first_lines = proc.stderr.splitlines()[:3]
+    assert any("policy: observation [10x10x4] -> cnn (16@3x3/1) -> mlp 64,64 tanh" in line for line in first_lines), proc.stderr
     assert checkpoint_steps(tmp_path / "cnn")[-1] == 8
     from jaxppo import load_policy
 

@@ -138,3 +138,18 @@ def test_a_default_sized_run_survives_every_step_of_a_users_journey(journey, tmp
     else:
         action = policy.predict(one)
     assert np.all(np.isfinite(np.asarray(action, np.float64)))
+
+
+def test_config_json_names_the_architecture_each_journey_builds(tmp_path):
+    from jaxppo import PPOConfig, make_trainer
+
+    built = {}
+    for name, (flags, _, _) in JOURNEYS.items():
+        env_id = flags[1]
+        trainer = make_trainer(PPOConfig(env_id=env_id, recurrent="gru" if "gru" in flags else None))
+        built[name] = trainer.architecture()
+    assert built["discrete"]["encoders"] == {"observation": {"shape": [4], "encoder": "flatten"}}
+    assert built["recurrent"]["recurrent_core"] == "gru(128)" and built["discrete"]["recurrent_core"] is None
+    assert built["continuous"]["distribution"].startswith("diagonal Gaussian over 1 dims")
+    assert built["suite"]["encoders"]["observation"]["encoder"] == "cnn"  # navix's 5x5x3 grid: "auto" convolves it
+    assert built["recurrent"]["parameters"] > built["discrete"]["parameters"] > 0

@@ -200,14 +200,14 @@ def test_timings_of_processes_are_the_slowest_per_session_and_add_up_over_sessio
 
 
 def test_an_interrupt_outside_the_loop_says_what_the_run_directory_holds(tmp_path):
-    from jaxppo.run import _Interrupted
+    from jaxppo.run import what_survives
 
     run = tmp_path / "run"
-    assert _Interrupted(run).what_survives() == f"nothing was written to {run}"
+    assert what_survives(run) == f"nothing was written to {run}"
     run.mkdir()
     (run / "config.json").write_text("{}")
-    assert "holds no checkpoint" in _Interrupted(run).what_survives()
-    assert f"--resume {run} trains it from iteration 0" in _Interrupted(run).what_survives()
+    assert "holds no checkpoint" in what_survives(run)
+    assert f"--resume {run} trains it from iteration 0" in what_survives(run)
     for name in ("4", "6", "8.orbax-checkpoint-tmp-1"):  # the last one is half-written
         (run / "checkpoints" / name).mkdir(parents=True)
-    assert _Interrupted(run).what_survives().startswith(f"the checkpoint of iteration 6 in {run} is intact")
+    assert what_survives(run).startswith(f"the checkpoint of iteration 6 in {run} is intact")

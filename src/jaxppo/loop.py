@@ -37,6 +37,7 @@ from jaxppo.outputs import (
     write_metrics,
     write_outputs,
 )
+from jaxppo.policy import architecture_text
 from jaxppo.settings import RunOptions, RunSettings, run_keys
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -364,6 +365,9 @@ class HostLoop:
         _say(f"jaxppo: {self.settings.config.env_id}, {self.grid_size} grid point(s) x {self.seeds} seed(s) on "
              f"{self.mesh.size} device(s), {self.total} iterations of {self.config.batch_size} steps"
              f"{process if jax.process_count() > 1 else ''}; writing {self.out_dir}",
+             self.options.show_progress)  # fmt: skip
+        architecture = self.trainer.architecture()
+        _say(f"jaxppo: policy: {architecture_text(architecture)} ({architecture['parameters']:,} parameters)",
              self.options.show_progress)  # fmt: skip
 
     def compile(self, states):

@@ -184,6 +184,56 @@ def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic | SharedTrunkAc
     return ActorCritic(Actor(**actor, **network), Critic(**network), spec.obs_leaves, spec.action_size, core)
 
 
+def describe_architecture(config: PPOConfig, spec: EnvSpec) -> dict:
+    """What ``make_policy`` builds for this env, in words and numbers (``config.json``'s
+    ``architecture``): the encoder of each observation leaf (what ``encoder="auto"`` chose), the
+    recurrent core, the MLP, the layout and the action distribution."""
+    encoding = observation_encoding(config, spec.obs_leaves)
+    leaves = dict(encoding) if isinstance(spec.obs_leaves, dict) else {"observation": encoding}
+    shapes = spec.obs_leaves if isinstance(spec.obs_leaves, dict) else {"observation": spec.obs_leaves}
+    encoders = {}
+    for name, leaf in leaves.items():
+        shape = list(shapes[name].shape)
+        if leaf.convolves:
+            encoders[name] = {"shape": shape, "encoder": "cnn", "channels": list(leaf.channels),
+                              "kernels": list(leaf.kernels), "strides": list(leaf.strides)}  # fmt: skip
+        else:
+            encoders[name] = {"shape": shape, "encoder": "flatten"}
+    if spec.action_kind == "continuous":
+        distribution = f"diagonal Gaussian over {spec.action_size} dims (state-independent log-std)"
+    elif spec.action_nvec is not None:
+        distribution = f"categorical per sub-action of MultiDiscrete{list(spec.action_nvec)}"
+    else:
+        distribution = f"categorical over {spec.action_size} actions"
+    if spec.has_action_mask:
+        distribution += ", masked by the env's action mask"
+    return {
+        "encoders": encoders,
+        "recurrent_core": f"gru({config.recurrent_size})" if config.recurrent == "gru" else None,
+        "hidden_sizes": list(config.hidden_sizes),
+        "activation": config.activation,
+        "layout": "shared trunk, policy and value heads" if config.shared_trunk else "separate actor and critic",
+        "distribution": distribution,
+    }
+
+
+def architecture_text(architecture: dict) -> str:
+    """``describe_architecture`` in one line."""
+    parts = []
+    for name, leaf in architecture["encoders"].items():
+        shape = "x".join(map(str, leaf["shape"]))
+        if leaf["encoder"] == "cnn":
+            layers = ", ".join(f"{c}@{k}x{k}/{s}" for c, k, s in zip(leaf["channels"], leaf["kernels"], leaf["strides"],
+                                                                       strict=True))  # fmt: skip
+            parts.append(f"{name} [{shape}] -> cnn ({layers})")
+        else:
+            parts.append(f"{name} [{shape}] -> flatten")
+    core = f" -> {architecture['recurrent_core']}" if architecture["recurrent_core"] else ""
+    mlp = ",".join(map(str, architecture["hidden_sizes"]))
+    return (f"{'; '.join(parts)}{core} -> mlp {mlp} {architecture['activation']}; {architecture['layout']}; "
+            f"{architecture['distribution']}")
+
+
 def observation_encoding(config: PPOConfig, obs_leaves) -> Encoding:
     """Each observation leaf's ``LeafEncoder``: convolved (``config.cnn_*``) or flattened, by
     ``config.encoder``: ``"auto"`` convolves image-like leaves (``[H, W, C]``, H and W at least

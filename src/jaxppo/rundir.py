@@ -192,6 +192,7 @@ def write_config(run_dir: Path, settings: RunSettings, resolved, seed_range: ran
         **settings.to_json(),
         "resolved_config": {**dataclasses.asdict(resolved.config), "env_kwargs": dict(resolved.config.env_kwargs)},
         "resolved_grid": resolved_points(resolved, grid, points),
+        "architecture": resolved.architecture(),  # what encoder="auto" and the other settings built
         "num_iterations": resolved.config.num_iterations,
         "env_steps_per_seed": resolved.config.env_steps,
         "processes": jax.process_count(),
@@ -350,18 +351,21 @@ def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> Non
         return
     import orbax.checkpoint as ocp
 
-    manager = _checkpoint_manager(run_dir, create=True)
-    with _quiet_orbax():  # a failed save is reported in one line, not in orbax's tracebacks
+    # A failed save is reported in one line: orbax's log and its worker threads' tracebacks are muted
+    # while it saves, and stay muted after a failure, as the writes still pending fail one by one.
+    stderr = sys.stderr
+    with _quiet_orbax():
+        sys.stderr = _MainThreadOnly(stderr)
+        manager = _checkpoint_manager(run_dir, create=True)
         try:
             manager.save(int(iteration), args=ocp.args.StandardSave(payload), force=True)
             manager.wait_until_finished()
         except OSError:
-            _mute_other_threads()
             raise
         except Exception as error:  # orbax refuses some arrays (zero-size ones) with ValueError, ...
-            _mute_other_threads()
             raise SaveFailed(f"could not save the checkpoint of iteration {iteration} "
                              f"({_first_line(error)})") from None  # fmt: skip
+    sys.stderr = stderr
     # Closed after a successful save only: closing after a failed one shuts orbax's event loop under
     # the writes still pending, whose threads then print tracebacks; the process exits instead.
     manager.close()
@@ -392,13 +396,6 @@ class _MainThreadOnly:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
-
-
-def _mute_other_threads() -> None:
-    """After a failed save, orbax's pending writes fail one by one in its worker threads, which
-    print a traceback each: the run's error is one line, from the main thread."""
-    if not isinstance(sys.stderr, _MainThreadOnly):
-        sys.stderr = _MainThreadOnly(sys.stderr)
 
 
 class SaveFailed(Exception):
@@ -469,9 +466,10 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]) 
 def _restore_orbax(run_dir: Path, directory: Path, target):
     import orbax.checkpoint as ocp
 
-    manager = _checkpoint_manager(run_dir, create=False)
+    with _quiet_orbax():  # orbax logs damaged files itself; the one message is ours
+        manager = _checkpoint_manager(run_dir, create=False)
     try:
-        with _quiet_orbax():  # orbax logs damaged files itself; the one message is ours
+        with _quiet_orbax():
             step = manager.latest_step()
             if step is None:
                 raise NoCheckpoint(f"{directory} holds no complete checkpoint")

@@ -35,7 +35,7 @@ from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, VecEnv, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
-from jaxppo.policy import ActorCritic, SharedTrunkActorCritic, make_policy
+from jaxppo.policy import ActorCritic, SharedTrunkActorCritic, describe_architecture, make_policy
 
 RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
 # Bits of the ``env_nonfinite`` metric: what the env itself returned as NaN or inf.
@@ -503,6 +503,13 @@ class Trainer:
     @property
     def spec(self) -> EnvSpec:
         return self.env.spec
+
+    def architecture(self) -> dict:
+        """What the policy is, for this env (``policy.describe_architecture``), with its parameter count."""
+        described = describe_architecture(self.config, self.spec)
+        params = jax.eval_shape(self.policy.init, jax.random.split(jax.random.key(0), 2))
+        described["parameters"] = int(sum(leaf.size for leaf in jax.tree.leaves(params)))
+        return described
 
     def resolve(self, hparams: PPOHParams) -> PPOHParams:
         """The one place hyperparameters are resolved: ``None`` -> the action space's default."""
