@@ -36,13 +36,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxppo.config import ConfigError, PPOConfig
-from jaxppo.distributions import Distribution, mask_logits
+from jaxppo.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical, mask_logits
 from jaxppo.envs import EnvSpec, ObsLeaf
 from jaxppo.networks import Actor, ActorCriticTrunk, Critic, Encoding, LeafEncoder
 
@@ -161,6 +163,165 @@ class SharedTrunkActorCritic(Recurrence):
 
     def value(self, params: dict, obs: jax.Array) -> jax.Array:
         return self.network.apply(params["trunk"], obs)[1]
+
+
+class TrainablePolicy(Protocol):
+    """The policy seam as the trainer, evaluation and loading call it (see the module's text).
+    ``ActorCritic``, ``SharedTrunkActorCritic`` and ``NetworkPolicy`` (a user's network) satisfy it;
+    a feed-forward policy has no carry (``recurrent`` False, ``initial_carry`` None)."""
+
+    action_noise_size: int
+
+    @property
+    def recurrent(self) -> bool: ...
+
+    def init(self, keys: jax.Array, obs=None) -> dict: ...
+
+    def distribution(self, params: dict, obs, action_mask=None) -> Distribution: ...
+
+    def value(self, params: dict, obs) -> jax.Array: ...
+
+    def initial_carry(self, num_envs: int): ...
+
+    def step(self, params: dict, carry, obs, start: jax.Array, action_mask=None): ...
+
+    def unroll(self, params: dict, carry, obs, start: jax.Array, action_mask=None): ...
+
+    def value_after(self, params: dict, carry, obs) -> jax.Array: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPolicy(Recurrence):
+    """A user's flax module behind the seam (``make_trainer(..., network=factory)``).
+
+    Feed-forward: ``module(obs) -> (action_params, value)``. Recurrent (the module defines
+    ``initial_carry(batch_size) -> carry``): ``module(obs [T, N, ...], carry [N, ...], start [T, N])
+    -> (action_params [T, N, A], values [T, N], carries [T, N, ...])``, the carry reset to
+    ``initial_carry`` before reading the observations where ``start`` is True, ``carries[t]`` the
+    carry after step t. ``action_params`` are logits (Discrete; concatenated per sub-action for
+    MultiDiscrete) or the Gaussian mean (Box; jaxppo adds the state-independent ``log_std``);
+    ``value`` may keep a trailing axis of 1. Parameters: ``{"network", "log_std" (Box only)}``.
+    """
+
+    module: Any  # flax.linen.Module
+    obs_leaves: Any
+    action_kind: str
+    action_size: int
+    action_nvec: tuple[int, ...] | None
+    action_noise_size: int
+    recurrent_size: int | None = None  # unused: the module's carry is its own
+
+    @property
+    def recurrent(self) -> bool:
+        return hasattr(self.module, "initial_carry")
+
+    def initial_carry(self, num_envs: int):
+        return self.module.initial_carry(num_envs) if self.recurrent else None
+
+    def init(self, keys: jax.Array, obs=None) -> dict:
+        obs = _example_observation(self.obs_leaves) if obs is None else obs
+        if self.recurrent:
+            batch = jax.tree.leaves(obs)[0].shape[0]
+            sequence = jax.tree.map(lambda x: x[None], obs)
+            network = self.module.init(keys[0], sequence, self.initial_carry(batch), jnp.ones((1, batch), bool))
+        else:
+            network = self.module.init(keys[0], obs)
+        params = {"network": network}
+        if self.action_kind == "continuous":
+            params["log_std"] = jnp.zeros(self.action_size, jnp.float32)
+        return params
+
+    def _distribution(self, params: dict, action_params: jax.Array) -> Distribution:
+        if self.action_nvec is not None:
+            return MultiCategorical(logits=action_params, nvec=self.action_nvec)
+        if self.action_kind == "discrete":
+            return Categorical(logits=action_params)
+        return DiagGaussian(mean=action_params, log_std=jnp.broadcast_to(params["log_std"], action_params.shape))
+
+    def distribution(self, params: dict, obs, action_mask=None) -> Distribution:
+        action_params, _ = self.module.apply(params["network"], obs)
+        return _masked(self._distribution(params, action_params), action_mask)
+
+    def value(self, params: dict, obs) -> jax.Array:
+        return _values(self.module.apply(params["network"], obs)[1])
+
+    def _unroll(self, params, carry, obs, start):
+        action_params, values, carries = self.module.apply(params["network"], obs, carry, start)
+        return self._distribution(params, action_params), _values(values), carries
+
+    def _values_after(self, params, carry, obs, start):
+        return _values(self.module.apply(params["network"], obs, carry, start)[1])
+
+    def value_after(self, params: dict, carry, obs) -> jax.Array:
+        leaf, obs_leaf = jax.tree.leaves(obs)[0], jax.tree.leaves(self.obs_leaves, is_leaf=_is_obs_leaf)[0]
+        batch_shape = leaf.shape[: leaf.ndim - len(obs_leaf.shape)]
+        batch = math.prod(batch_shape)
+        flat = jax.tree.map(lambda x: x.reshape((1, batch) + x.shape[len(batch_shape) :]), obs)
+        flat_carry = jax.tree.map(lambda c: c.reshape((batch,) + c.shape[len(batch_shape) :]), carry)
+        start = jnp.zeros((1, batch), bool)
+        return self._values_after(params, flat_carry, flat, start).reshape(batch_shape)
+
+
+def _is_obs_leaf(x) -> bool:
+    return isinstance(x, ObsLeaf)
+
+
+def _values(value: jax.Array) -> jax.Array:
+    """A network's value output without its trailing axis of 1, if it has one."""
+    return value[..., 0] if value.ndim and value.shape[-1] == 1 else value
+
+
+def make_network_policy(factory: Callable, spec: EnvSpec, name: str | None = None) -> NetworkPolicy:
+    """``factory(action_size=...)``'s module behind the seam, its outputs checked on an example
+    observation (``ConfigError`` naming what is wrong)."""
+    name = name or getattr(factory, "__qualname__", repr(factory))
+    try:
+        module = factory(action_size=spec.action_size)
+    except Exception as error:
+        raise ConfigError(f"network {name}(action_size={spec.action_size}) failed: {_first_line(error)}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"network {name}(action_size=...) must return a flax.linen.Module, "
+                          f"got {type(module).__name__}")  # fmt: skip
+    # one uniform per logit or action dim, as the built-in policies draw
+    policy = NetworkPolicy(module, spec.obs_leaves, spec.action_kind, spec.action_size, spec.action_nvec,
+                           spec.action_size)  # fmt: skip
+    _check_outputs(policy, spec, name)
+    return policy
+
+
+def _check_outputs(policy: NetworkPolicy, spec: EnvSpec, name: str) -> None:
+    obs = _example_observation(spec.obs_leaves)  # [1, ...]
+    try:
+        params = jax.eval_shape(policy.init, jax.random.split(jax.random.key(0), 2))
+        if policy.recurrent:
+            sequence = jax.tree.map(lambda x: x[None], obs)
+            outputs = jax.eval_shape(lambda p: policy.module.apply(p["network"], sequence, policy.initial_carry(1),
+                                                                   jnp.ones((1, 1), bool)), params)  # fmt: skip
+            batch = (1, 1)
+        else:
+            outputs = jax.eval_shape(lambda p: policy.module.apply(p["network"], obs), params)
+            batch = (1,)
+    except Exception as error:
+        raise ConfigError(f"network {name} fails on this env's observations {spec.obs_shape}: "
+                          f"{_first_line(error)}") from None  # fmt: skip
+    expected = 3 if policy.recurrent else 2
+    form = "(action_params, values, carries)" if policy.recurrent else "(action_params, value)"
+    if not isinstance(outputs, tuple) or len(outputs) != expected:
+        raise ConfigError(f"network {name} must return {form}, got {type(outputs).__name__}")
+    action_params, value = outputs[0], outputs[1]
+    what = {"discrete": "logits", "continuous": "Gaussian mean"}[spec.action_kind]
+    if tuple(action_params.shape) != (*batch, spec.action_size):
+        raise ConfigError(f"network {name}'s action_params have shape {tuple(action_params.shape)} for a batch "
+                          f"{batch}; this env needs {(*batch, spec.action_size)} ({spec.action_size} {what})")  # fmt: skip
+    if tuple(value.shape) not in (batch, (*batch, 1)):
+        raise ConfigError(f"network {name}'s value has shape {tuple(value.shape)} for a batch {batch}; "
+                          f"it must be {batch} (or {(*batch, 1)})")  # fmt: skip
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _example_observation(obs_leaves):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -35,7 +36,7 @@ from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, VecEnv, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
-from jaxppo.policy import ActorCritic, SharedTrunkActorCritic, describe_architecture, make_policy
+from jaxppo.policy import NetworkPolicy, TrainablePolicy, describe_architecture, make_network_policy, make_policy
 
 RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
 # Bits of the ``env_nonfinite`` metric: what the env itself returned as NaN or inf.
@@ -285,9 +286,9 @@ def split_sequences(permutation: jax.Array, sequences: Sequences, num_minibatche
 def minibatch_update(trainer, hp, learning_rate, active, learner: Learner, minibatch: Batch) -> tuple[Learner, dict]:
     """One gradient step on one minibatch (kept only while ``active``)."""
     grads, metrics = jax.grad(functools.partial(loss, trainer, hp), has_aux=True)(learner.params, minibatch)
-    params, opt_state, metrics["grad_norm"] = xla_cpu.apply_update(
-        make_optimizer(hp), learner.params, grads, learner.opt_state, learning_rate
-    )
+    # The optimiser sees the iteration's (annealed) learning rate: new values never recompile.
+    optimizer = trainer.optimizer(hp.replace(learning_rate=learning_rate))
+    params, opt_state, metrics["grad_norm"] = xla_cpu.apply_update(optimizer, learner.params, grads, learner.opt_state)
     updated = Learner(params, opt_state)
     if trainer.config.target_kl is not None:  # masked update: the scan cannot break early
         updated = jax.tree.map(lambda new, old: jnp.where(active, new, old), updated, learner)
@@ -495,10 +496,14 @@ class Trainer:
 
     config: PPOConfig  # resolved: no None left
     env: VecEnv
-    policy: ActorCritic | SharedTrunkActorCritic
+    policy: TrainablePolicy
+    # hparams -> optax transformation, the learning rate included (the iteration's, annealed)
+    optimizer: Callable[[PPOHParams], optax.GradientTransformation] = dataclasses.field(default=None)
 
     def __post_init__(self):
         self.config.require_resolved("Trainer")  # every count below is derived from it
+        if self.optimizer is None:
+            object.__setattr__(self, "optimizer", default_optimizer)
 
     @property
     def spec(self) -> EnvSpec:
@@ -506,7 +511,10 @@ class Trainer:
 
     def architecture(self) -> dict:
         """What the policy is, for this env (``policy.describe_architecture``), with its parameter count."""
-        described = describe_architecture(self.config, self.spec)
+        if isinstance(self.policy, NetworkPolicy):
+            described = {"network": type(self.policy.module).__name__, "recurrent": self.policy.recurrent}
+        else:
+            described = describe_architecture(self.config, self.spec)
         params = jax.eval_shape(self.policy.init, jax.random.split(jax.random.key(0), 2))
         described["parameters"] = int(sum(leaf.size for leaf in jax.tree.leaves(params)))
         return described
@@ -532,13 +540,13 @@ class Trainer:
         return rollout(self, self.resolve(hparams), state.replace(key=noise.next_key), noise)
 
 
-def make_train(config: PPOConfig, env=None, env_params=None):
+def make_train(config: PPOConfig, env=None, env_params=None, *, network=None, optimizer=None):
     """Return ``train(key, hparams) -> TrainResult``, pure and ``jit``/``vmap``-able.
 
-    ``env``/``env_params`` take a gymnax ``Environment`` instance in place of
-    ``config.env_id``.
+    ``env``/``env_params`` take a gymnax ``Environment`` instance in place of ``config.env_id``;
+    ``network`` and ``optimizer`` a user's network and optimizer factories (see ``make_trainer``).
     """
-    trainer = make_trainer(config, env=env, env_params=env_params)
+    trainer = make_trainer(config, env=env, env_params=env_params, network=network, optimizer=optimizer)
 
     def train(key: jax.Array, hparams: PPOHParams | None = None) -> TrainResult:
         hparams = PPOHParams() if hparams is None else hparams
@@ -549,14 +557,53 @@ def make_train(config: PPOConfig, env=None, env_params=None):
     return train
 
 
-def make_trainer(config: PPOConfig, env=None, env_params=None) -> Trainer:
-    """Validate ``config`` against the env and build the pure pieces of training (see ``Trainer``)."""
+def make_trainer(config: PPOConfig, env=None, env_params=None, *, network=None, optimizer=None) -> Trainer:
+    """Validate ``config`` against the env and build the pure pieces of training (see ``Trainer``).
+
+    ``network``: a factory ``network(action_size=...) -> flax.linen.Module`` in place of the
+    built-in networks (``policy.NetworkPolicy`` says what the module returns); ``config``'s
+    architecture fields then do not apply. ``optimizer``: a factory ``optimizer(hparams) ->
+    optax.GradientTransformation``, the learning rate included, called with the traced
+    ``PPOHParams`` whose ``learning_rate`` is the iteration's (annealed when ``anneal_lr``), so a
+    grid over its fields needs one compile; default ``default_optimizer`` (CleanRL's).
+    """
     if not isinstance(config, PPOConfig):
         raise ConfigError(f"config must be a jaxppo.PPOConfig, got {type(config).__name__}")
     config.validate()
     spec = make_env(config.env_id, config.env_kwargs, env, env_params)
     config = config.resolve(spec.action_kind)
-    return Trainer(config=config, env=VecEnv(spec, config.num_envs), policy=make_policy(config, spec))
+    if network is None:
+        policy = make_policy(config, spec)
+    elif config.recurrent is not None:
+        raise ConfigError(f"recurrent={config.recurrent!r} adds jaxppo's core to its own networks; a network "
+                          f"factory brings its own core (a module with initial_carry): drop one of the two")  # fmt: skip
+    else:
+        policy = make_network_policy(network, spec)
+    optimizer = default_optimizer if optimizer is None else checked_optimizer(optimizer, policy, spec)
+    return Trainer(config=config, env=VecEnv(spec, config.num_envs), policy=policy, optimizer=optimizer)
+
+
+def checked_optimizer(optimizer, policy, spec: EnvSpec, name: str | None = None):
+    """``optimizer`` once it has built a transformation and its state for these parameters
+    (``ConfigError`` naming what is wrong)."""
+    name = name or getattr(optimizer, "__qualname__", repr(optimizer))
+    hp = PPOHParams().resolve(spec.action_kind)
+    try:
+        transformation = optimizer(hp)
+    except Exception as error:
+        raise ConfigError(f"optimizer {name}(hparams) failed: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}") from None
+    if not (callable(getattr(transformation, "init", None)) and callable(getattr(transformation, "update", None))):
+        raise ConfigError(f"optimizer {name}(hparams) must return an optax.GradientTransformation, "
+                          f"got {type(transformation).__name__}")  # fmt: skip
+    try:
+        params = jax.eval_shape(policy.init, jax.random.split(jax.random.key(0), 2))
+        state = jax.eval_shape(transformation.init, params)
+        jax.eval_shape(lambda p, s: xla_cpu.apply_update(optimizer(hp), p, p, s), params, state)
+    except Exception as error:
+        text = str(error).strip()
+        raise ConfigError(f"optimizer {name}'s transformation fails on the parameters: "
+                          f"{text.splitlines()[0] if text else type(error).__name__}") from None  # fmt: skip
+    return optimizer
 
 
 def run_iterations(trainer: Trainer, hp: PPOHParams, state: TrainState, num_iterations: int) -> TrainResult:
@@ -578,7 +625,7 @@ def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
         reward_stats = norm.RunningMeanStd.create(())
     return TrainState(
         params=params,
-        opt_state=xla_cpu.init_optimizer_state(make_optimizer(hp), params),
+        opt_state=trainer.optimizer(hp).init(params),
         obs_stats=obs_stats,
         reward_stats=reward_stats,
         discounted_return=jnp.zeros(config.num_envs, jnp.float32),
@@ -597,6 +644,16 @@ def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
 
 
 def make_optimizer(hp: PPOHParams) -> optax.GradientTransformation:
-    """CleanRL's chain: clip by global norm, then Adam (eps 1e-5); the learning rate is applied by
-    ``xla_cpu.apply_update``. Built from traced values: new hyperparameters never recompile."""
-    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+    """CleanRL's chain, per parameter array: clip by global norm, Adam (eps 1e-5), then the
+    learning rate. Built from traced values: new hyperparameters never recompile."""
+    return optax.chain(
+        optax.clip_by_global_norm(hp.max_grad_norm),
+        optax.scale_by_adam(eps=1e-5),
+        optax.scale_by_learning_rate(hp.learning_rate),
+    )
+
+
+def default_optimizer(hp: PPOHParams) -> optax.GradientTransformation:
+    """The optimiser when none is given: ``make_optimizer`` on the raveled parameters
+    (``xla_cpu.raveled``: the same numbers, less to compile on XLA:CPU)."""
+    return xla_cpu.raveled(make_optimizer(hp))
