@@ -17,9 +17,9 @@ import numpy as np
 from jaxppo import rundir
 from jaxppo.config import ConfigError, PPOHParams
 from jaxppo.evaluation import make_act
+from jaxppo.factories import run_trainer
 from jaxppo.parallel import batched_init, process_seed_range
 from jaxppo.settings import RunSettings, run_keys
-from jaxppo.train import make_trainer
 
 if TYPE_CHECKING:
     from jaxppo.train import Trainer
@@ -92,7 +92,7 @@ def load_run(run_dir) -> LoadedRun:
     parts = [run_dir] if processes == 1 else [rundir.process_dir(run_dir, k) for k in range(processes)]
     for part in parts:
         _require_checkpoint(part, run_dir)
-    trainer = make_trainer(settings.config)
+    trainer = run_trainer(settings)
     names = metric_names(trainer, settings)
     if processes == 1:
         checkpoint = rundir.restore_checkpoint(run_dir, abstract_states(trainer, settings), names)

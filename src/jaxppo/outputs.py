@@ -17,9 +17,9 @@ import numpy as np
 
 from jaxppo import rundir
 from jaxppo.config import ConfigError
+from jaxppo.factories import run_trainer
 from jaxppo.plot import curves_from_csv, render
 from jaxppo.stats import summarize
-from jaxppo.train import make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +109,7 @@ def merge_parts(run_dir: Path) -> int:
         raise ConfigError(f"{run_dir} lacks the finished part(s) {', '.join(missing)}; copy every process's "
                           f"process<K>/ directory into {run_dir} (or finish those processes), "
                           f"then merge again")  # fmt: skip
-    trainer = make_trainer(settings.config)
+    trainer = run_trainer(settings)
     eval_rows = [
         row for d in directories if (d / rundir.EVAL_FILE).is_file() for row in rundir.read_csv(d / rundir.EVAL_FILE)
     ]

@@ -122,9 +122,12 @@ def train_many(
     env_params=None,
     devices=None,
     seed_chunk: int | None = None,
+    network=None,
+    optimizer=None,
 ) -> TrainResult:
     """Train ``len(keys)`` seeds (x a grid) sharded over local devices; one compiled call.
 
+    ``network`` and ``optimizer``: a user's factories, as ``make_trainer`` takes them.
     ``hparams`` with scalar leaves gives results ``[S, ...]``; with a leading grid axis
     (``hparam_grid``) results are ``[G, S, ...]``. Compiles on every call.
 
@@ -142,7 +145,7 @@ def train_many(
     hparams.validate()
     if seed_chunk is not None and seed_chunk <= 0:
         raise ConfigError(f"seed_chunk must be a positive integer, got {seed_chunk}")
-    train = make_train(config, env=env, env_params=env_params)
+    train = make_train(config, env=env, env_params=env_params, network=network, optimizer=optimizer)
     leaves = jax.tree.leaves(hparams)
     grid = bool(leaves) and np.ndim(leaves[0]) > 0
     mesh = seed_mesh(devices)

@@ -243,18 +243,25 @@ class NetworkPolicy(Recurrence):
         return _masked(self._distribution(params, action_params), action_mask)
 
     def value(self, params: dict, obs) -> jax.Array:
-        return _values(self.module.apply(params["network"], obs)[1])
+        return self._values(self.module.apply(params["network"], obs)[1], obs)
 
     def _unroll(self, params, carry, obs, start):
         action_params, values, carries = self.module.apply(params["network"], obs, carry, start)
-        return self._distribution(params, action_params), _values(values), carries
+        return self._distribution(params, action_params), self._values(values, obs), carries
 
     def _values_after(self, params, carry, obs, start):
-        return _values(self.module.apply(params["network"], obs, carry, start)[1])
+        return self._values(self.module.apply(params["network"], obs, carry, start)[1], obs)
+
+    def _batch_shape(self, obs) -> tuple[int, ...]:
+        leaf, obs_leaf = jax.tree.leaves(obs)[0], jax.tree.leaves(self.obs_leaves, is_leaf=_is_obs_leaf)[0]
+        return leaf.shape[: leaf.ndim - len(obs_leaf.shape)]
+
+    def _values(self, value: jax.Array, obs) -> jax.Array:
+        """The network's value without its trailing axis of 1, if it has one beyond the batch's axes."""
+        return value[..., 0] if value.ndim == len(self._batch_shape(obs)) + 1 else value
 
     def value_after(self, params: dict, carry, obs) -> jax.Array:
-        leaf, obs_leaf = jax.tree.leaves(obs)[0], jax.tree.leaves(self.obs_leaves, is_leaf=_is_obs_leaf)[0]
-        batch_shape = leaf.shape[: leaf.ndim - len(obs_leaf.shape)]
+        batch_shape = self._batch_shape(obs)
         batch = math.prod(batch_shape)
         flat = jax.tree.map(lambda x: x.reshape((1, batch) + x.shape[len(batch_shape) :]), obs)
         flat_carry = jax.tree.map(lambda c: c.reshape((batch,) + c.shape[len(batch_shape) :]), carry)
@@ -264,11 +271,6 @@ class NetworkPolicy(Recurrence):
 
 def _is_obs_leaf(x) -> bool:
     return isinstance(x, ObsLeaf)
-
-
-def _values(value: jax.Array) -> jax.Array:
-    """A network's value output without its trailing axis of 1, if it has one."""
-    return value[..., 0] if value.ndim and value.shape[-1] == 1 else value
 
 
 def make_network_policy(factory: Callable, spec: EnvSpec, name: str | None = None) -> NetworkPolicy:
@@ -360,6 +362,18 @@ def describe_architecture(config: PPOConfig, spec: EnvSpec) -> dict:
                               "kernels": list(leaf.kernels), "strides": list(leaf.strides)}  # fmt: skip
         else:
             encoders[name] = {"shape": shape, "encoder": "flatten"}
+    return {
+        "encoders": encoders,
+        "recurrent_core": f"gru({config.recurrent_size})" if config.recurrent == "gru" else None,
+        "hidden_sizes": list(config.hidden_sizes),
+        "activation": config.activation,
+        "layout": "shared trunk, policy and value heads" if config.shared_trunk else "separate actor and critic",
+        "distribution": describe_distribution(spec),
+    }
+
+
+def describe_distribution(spec: EnvSpec) -> str:
+    """The action distribution every policy of this env gets, in words."""
     if spec.action_kind == "continuous":
         distribution = f"diagonal Gaussian over {spec.action_size} dims (state-independent log-std)"
     elif spec.action_nvec is not None:
@@ -368,18 +382,14 @@ def describe_architecture(config: PPOConfig, spec: EnvSpec) -> dict:
         distribution = f"categorical over {spec.action_size} actions"
     if spec.has_action_mask:
         distribution += ", masked by the env's action mask"
-    return {
-        "encoders": encoders,
-        "recurrent_core": f"gru({config.recurrent_size})" if config.recurrent == "gru" else None,
-        "hidden_sizes": list(config.hidden_sizes),
-        "activation": config.activation,
-        "layout": "shared trunk, policy and value heads" if config.shared_trunk else "separate actor and critic",
-        "distribution": distribution,
-    }
+    return distribution
 
 
 def architecture_text(architecture: dict) -> str:
-    """``describe_architecture`` in one line."""
+    """``describe_architecture`` (or a user's network's description) in one line."""
+    if "network" in architecture:
+        core = ", recurrent" if architecture["recurrent"] else ""
+        return f"{architecture['network']} (a user's network{core}); {architecture['distribution']}"
     parts = []
     for name, leaf in architecture["encoders"].items():
         shape = "x".join(map(str, leaf["shape"]))

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sweep a PPOHParams field; several --grid give the Cartesian product; a swept "
                           "field cannot also be given one value (by its flag or a config file)")  # fmt: skip
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
+    run.add_argument("--network", metavar="MODULE:FACTORY",
+                     help="a network factory network(action_size=...) -> flax.linen.Module, imported from the "
+                          "current directory or the Python path, in place of the built-in networks")  # fmt: skip
+    run.add_argument("--optimizer", metavar="MODULE:FACTORY",
+                     help="an optimizer factory optimizer(hparams) -> optax.GradientTransformation, the "
+                          "learning rate included (default: CleanRL's clip + Adam)")  # fmt: skip
     run.add_argument("--out", metavar="DIR", help="run directory (default runs/<env>__<UTC timestamp>)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     run.add_argument("--resume", metavar="DIR",
@@ -383,9 +389,9 @@ def _new_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
 
 def _make_trainer(settings: RunSettings):
     """The run's trainer: validates env and config before anything is written."""
-    from jaxppo.train import make_trainer
+    from jaxppo.factories import run_trainer
 
-    trainer = make_trainer(settings.config)
+    trainer = run_trainer(settings)
     settings.grid_hparams()  # validates the grid
     return trainer
 

@@ -26,7 +26,8 @@ INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "up
               "recurrent_size")
 BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards", "shared_trunk")
 SIZES_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_kernels", "cnn_strides")  # tuples of ints
-RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk")
+RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk", "network",
+            "optimizer")
 
 
 class Grid(NamedTuple):
@@ -48,6 +49,8 @@ class RunSettings:
     eval_episodes: int = 0
     deterministic_eval: bool = True
     seed_chunk: int | None = None  # seeds per lax.map chunk (bounds memory); part of the numerics' layout
+    network: str | None = None  # MODULE:FACTORY of a user's network (jaxppo.factories); None: built-in
+    optimizer: str | None = None  # MODULE:FACTORY of a user's optimizer; None: CleanRL's
 
     def to_json(self) -> dict:
         config = dataclasses.asdict(self.config)
@@ -63,6 +66,8 @@ class RunSettings:
             "eval_episodes": self.eval_episodes,
             "deterministic_eval": self.deterministic_eval,
             "seed_chunk": self.seed_chunk,
+            "network": self.network,
+            "optimizer": self.optimizer,
         }
 
     @classmethod
@@ -80,6 +85,8 @@ class RunSettings:
             eval_episodes=int(data.get("eval_episodes", 0)),
             deterministic_eval=bool(data.get("deterministic_eval", True)),
             seed_chunk=data.get("seed_chunk"),
+            network=data.get("network"),
+            optimizer=data.get("optimizer"),
         )
 
     def differences(self, other: RunSettings) -> list[str]:
@@ -226,6 +233,7 @@ _KINDS = {
     **{name: str for name in ("env_id", "truncation", "activation", "encoder", "recurrent")},
     **{name: tuple for name in SIZES_FIELDS},
     "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
+    "network": str, "optimizer": str,
 }  # fmt: skip
 _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                tuple: "a list of integers such as [64, 64]"}  # fmt: skip
@@ -305,6 +313,8 @@ def settings_from_args(args: dict, base: dict | None = None, *, sources: list[So
         eval_episodes=merged.get("eval_episodes", 0),
         deterministic_eval=merged.get("deterministic_eval", True),
         seed_chunk=merged.get("seed_chunk"),
+        network=merged.get("network"),
+        optimizer=merged.get("optimizer"),
     )
 
 
@@ -340,4 +350,4 @@ def settings_as_args(settings: RunSettings) -> dict:
     data = settings.to_json()
     return {**data["config"], **data["hparams"], "grid": data["grid"], "seeds": data["seeds"], "seed": data["seed"],
             "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"],
-            "seed_chunk": data["seed_chunk"]}  # fmt: skip
+            "seed_chunk": data["seed_chunk"], "network": data["network"], "optimizer": data["optimizer"]}  # fmt: skip
