@@ -147,7 +147,7 @@ def test_a_loaded_policy_takes_the_mask(tmp_path, masked_bandit):
     trainer = jaxppo.make_trainer(PROBE, env=TemptingBandit())
     params = jax.tree.map(jnp.zeros_like, masked_bandit.state.params)  # uniform policy: logits all 0
     act = make_act(trainer, deterministic=True)
-    jitted = jax.jit(lambda obs, key, mask=None: act(params, None, obs, key, mask))
+    jitted = jax.jit(lambda obs, key, mask=None, carry=None: act(params, None, obs, key, mask, carry))
     policy = Policy(jitted, (1,), "discrete", True)
     assert policy.predict(np.ones(1, np.float32)) == 0  # ties: the first action
     assert policy.predict(np.ones(1, np.float32), action_mask=np.array([False, False, True])) == 2

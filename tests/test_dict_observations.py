@@ -54,7 +54,7 @@ def test_a_dict_policy_acts_on_host_observations():
     trainer = jaxppo.make_trainer(CONFIG, env=DictCorridor())
     state = trainer.init(jax.random.key(0), HPARAMS)
     act = make_act(trainer)
-    policy = Policy(jax.jit(lambda obs, key, mask=None: act(state.params, None, obs, key, mask)),
+    policy = Policy(jax.jit(lambda obs, key, mask=None, carry=None: act(state.params, None, obs, key, mask, carry)),
                     trainer.spec.obs_shape, "discrete", True)  # fmt: skip
     row = np.zeros((1, 6, 1), np.uint8)
     row[0, 0, 0] = 255

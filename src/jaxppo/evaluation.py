@@ -37,16 +37,13 @@ def make_act(trainer: Trainer, deterministic: bool = True):
         batch = jax.tree.map(lambda x: x[None] if single else x, obs)
         if action_mask is not None:
             action_mask = jnp.asarray(action_mask, bool).reshape((-1, spec.action_size))
-        if trainer.policy.recurrent:
-            size = jax.tree.leaves(batch)[0].shape[0]
-            carry = trainer.policy.initial_carry(size) if carry is None else jax.tree.map(
-                lambda c: c.reshape(size, -1), carry)  # fmt: skip
+        size = jax.tree.leaves(batch)[0].shape[0]
+        # a fresh episode's carry (None for a feed-forward policy), or the one given, batched like obs
+        carry = trainer.policy.initial_carry(size) if carry is None else jax.tree.map(
+            lambda c: c[None] if single else c, carry)  # fmt: skip
         chosen, carry = choose_action(trainer, deterministic, params, obs_stats, batch, key, action_mask, carry)
-        action = trainer.env.env_action(chosen)
-        action = action[0] if single else action
-        if not trainer.policy.recurrent:
-            return action
-        return action, jax.tree.map(lambda c: c[0], carry) if single else carry
+        action, carry = jax.tree.map(lambda x: x[0] if single else x, (trainer.env.env_action(chosen), carry))
+        return action if carry is None else (action, carry)
 
     return act
 
@@ -59,11 +56,8 @@ def choose_action(trainer: Trainer, deterministic: bool, params, obs_stats, obs,
     config = trainer.config
     if config.normalize_observations:
         obs = norm.normalize_observation_tree(obs_stats, obs, config.obs_clip)
-    if trainer.policy.recurrent:
-        no_start = jnp.zeros(jax.tree.leaves(obs)[0].shape[:1], bool)
-        dist, _, carry = trainer.policy.step(params, carry, obs, no_start, action_mask)
-    else:
-        dist = trainer.policy.distribution(params, obs, action_mask)
+    no_start = jnp.zeros(jax.tree.leaves(obs)[0].shape[:1], bool)  # the caller resets a carry itself
+    dist, _, carry = trainer.layout.act(trainer.policy, params, carry, obs, no_start, action_mask)
     return (dist.mode() if deterministic else dist.sample(key)), carry
 
 

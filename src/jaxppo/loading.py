@@ -153,17 +153,15 @@ class Policy:
     ``policy.initial_carry(batch)``) starts an episode, so pass it where the env reset.
     """
 
-    def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool, initial_carry=None):
-        self._act = act  # jitted (obs, key, action_mask[, carry]) -> action[, carry]
+    def __init__(self, act, obs_shape: tuple[int, ...], action_kind: str, deterministic: bool, initial_carry=None,
+                 recurrent: bool = False):  # fmt: skip
+        self._act = act  # jitted (obs, key, action_mask, carry) -> action, or (action, carry) when recurrent
         self.obs_shape = dict(obs_shape) if isinstance(obs_shape, dict) else tuple(obs_shape)
         self.action_kind = action_kind
         self.deterministic = deterministic
-        self._initial_carry = initial_carry  # num_envs -> carry, for a recurrent policy
+        self._initial_carry = initial_carry  # num_envs -> carry (None for a feed-forward policy)
+        self.recurrent = recurrent
         self._key = jax.random.key(0)  # predict's sequence; also the (unused) key of a deterministic call
-
-    @property
-    def recurrent(self) -> bool:
-        return self._initial_carry is not None
 
     def initial_carry(self, batch: int | None = None):
         """A fresh episode's carry: for one observation, or for a batch of ``batch``."""
@@ -179,10 +177,8 @@ class Policy:
                 raise ConfigError("this policy samples its actions (deterministic=False): pass a key, "
                                   "policy(obs, jax.random.key(0)), or call policy.predict(obs)")  # fmt: skip
             key = self._key
-        if not self.recurrent:
-            if carry is not None:
-                raise ConfigError("this policy is feed-forward: it takes no carry; call policy(obs, key)")
-            return self._act(obs, key, action_mask)
+        if carry is not None and not self.recurrent:
+            raise ConfigError("this policy is feed-forward: it takes no carry; call policy(obs, key)")
         return self._act(obs, key, action_mask, carry)
 
     def predict(self, obs, key=None, action_mask=None, carry=None):
@@ -233,5 +229,6 @@ def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool
     agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
     act = make_act(run.trainer, deterministic)
     jitted = jax.jit(lambda obs, key, mask=None, carry=None: act(agent.params, agent.obs_stats, obs, key, mask, carry))
-    initial_carry = run.trainer.policy.initial_carry if run.trainer.policy.recurrent else None
-    return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic, initial_carry)
+    policy = run.trainer.policy
+    return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic,
+                  policy.initial_carry, policy.recurrent)  # fmt: skip

@@ -9,7 +9,9 @@ order it calls them::
       → iteration_metrics
 
 The environment is reached only through ``envs.VecEnv`` and the networks only through the
-policy seam (``policy.ActorCritic`` or ``policy.SharedTrunkActorCritic``); the XLA:CPU
+policy seam (``policy.TrainablePolicy``: the built-in networks or a user's ``network``), the
+optimiser through ``Trainer.optimizer``; whether the policy is recurrent decides only which
+layout (``SampleLayout`` or ``SequenceLayout``) acts, values and batches it. The XLA:CPU
 workarounds are called by name from ``xla_cpu``. Everything an iteration needs lives in ``TrainState``, so a run can stop after any
 iteration and continue exactly (``Trainer.run`` called again with the returned state). The
 named containers follow the helpers, and the public pieces (``Trainer``, ``make_train``,
@@ -95,7 +97,7 @@ def draw_iteration_noise(trainer: Trainer, key: jax.Array) -> IterationNoise:
 
 def shuffled_size(trainer: Trainer) -> int:
     """What each epoch permutes: the batch's samples, or a recurrent policy's env sequences."""
-    return trainer.config.num_envs if trainer.policy.recurrent else trainer.config.batch_size
+    return trainer.layout.shuffled_size(trainer.config)
 
 
 def annealed_learning_rate(config: PPOConfig, hp: PPOHParams, iterations_done: jax.Array) -> jax.Array:
@@ -120,11 +122,9 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
     """Act in every env once, from this step's share ``(uniform, env keys)`` of the noise."""
     uniform, env_keys = step_noise
     action_mask = trainer.env.action_mask(state.env_state)  # None unless the env masks actions
-    value = carry = None
-    if trainer.policy.recurrent:  # the carry resets where this step's observation starts an episode
-        dist, value, carry = trainer.policy.step(state.params, state.carry, state.obs, state.episode_start, action_mask)
-    else:
-        dist = trainer.policy.distribution(state.params, state.obs, action_mask)
+    # a recurrent policy's carry resets where this step's observation starts an episode
+    dist, value, carry = trainer.layout.act(trainer.policy, state.params, state.carry, state.obs, state.episode_start,
+                                            action_mask)  # fmt: skip
     action = dist.sample_from_uniform(uniform)
     log_prob = dist.log_prob(action)
     step = trainer.env.step(env_keys, state.env_state, action)
@@ -152,9 +152,9 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         value=value,
         next_carry=carry,
     )
-    if carry is not None:
-        state = state.replace(carry=carry, episode_start=done)
     state = state.replace(
+        carry=carry,
+        episode_start=trainer.layout.episode_start(done),
         env_state=step.state,
         obs=next_obs,
         episode_return=jnp.where(done, 0.0, episode_return),
@@ -194,12 +194,7 @@ def normalize_step(config: PPOConfig, hp: PPOHParams, state: TrainState, step):
 def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Transition, initial_carry=None):
     """GAE of the rollout, bootstrapping from V(final_obs) at time limits: a ``Batch``, or for a
     recurrent policy ``Sequences`` (the batch, its episode starts and the rollout's first carry)."""
-    if trainer.policy.recurrent:  # V(s_t) came with the rollout; V(final obs) reads on from s_t's carry
-        values = traj.value
-        next_values = trainer.policy.value_after(params, traj.next_carry, traj.final_obs)
-    else:  # values of every visited state and of every successor (pre-reset), in one batched pass
-        both = jax.tree.map(lambda obs, final_obs: jnp.stack([obs, final_obs]), traj.obs, traj.final_obs)
-        values, next_values = trainer.policy.value(params, both)
+    values, next_values = trainer.layout.values(trainer.policy, params, traj)
     terminated = traj.terminated
     if trainer.config.truncation == "terminate":  # CleanRL parity: time limits end the return
         terminated = traj.episode_done
@@ -207,19 +202,14 @@ def compute_advantages(trainer: Trainer, hp: PPOHParams, params: dict, traj: Tra
         traj.reward, values, next_values, terminated, traj.truncated, hp.gamma, hp.gae_lambda
     )
     batch = Batch(traj.obs, traj.action, traj.log_prob, advantages, returns, values, traj.action_mask)
-    if trainer.policy.recurrent:
-        return Sequences(batch, traj.episode_start, initial_carry)
-    return batch
+    return trainer.layout.learning_batch(batch, traj, initial_carry)
 
 
 # ---------------------------------------------------------------------------- update
 def update_epochs(trainer, hp, learning_rate, learner: Learner, batch, permutations) -> EpochCarry:
     """``update_epochs`` passes over the flattened batch, one permutation ``[B]`` each (for a
     recurrent policy: over the env sequences ``Sequences``, one permutation ``[N]`` each)."""
-    config = trainer.config
-    flat = batch
-    if not trainer.policy.recurrent:
-        flat = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
+    flat = trainer.layout.epoch_batch(trainer.config, batch)
     carry = EpochCarry(
         learner=learner,
         active=jnp.asarray(True),
@@ -235,10 +225,7 @@ def update_epoch(trainer, hp, learning_rate, batch: Batch, carry: EpochCarry, pe
     """One epoch: every sample once, in ``num_minibatches`` minibatches; then CleanRL's
     ``target_kl`` check on the epoch's last minibatch (a masked update: a scan cannot break)."""
     config = trainer.config
-    if trainer.policy.recurrent:
-        minibatches = split_sequences(permutation, batch, config.num_minibatches)
-    else:
-        minibatches = shuffle_into_minibatches(permutation, batch, config.num_minibatches)
+    minibatches = trainer.layout.minibatches(permutation, batch, config.num_minibatches)
     step = functools.partial(minibatch_update, trainer, hp, learning_rate, carry.active)
     learner, metrics = jax.lax.scan(step, carry.learner, minibatches)
     active = carry.active
@@ -305,14 +292,7 @@ def minibatch_update(trainer, hp, learning_rate, active, learner: Learner, minib
 def loss(trainer: Trainer, hp: PPOHParams, params: dict, minibatch) -> tuple[jax.Array, dict]:
     """The clipped PPO loss of the current policy on one minibatch: ``(loss, metrics)``."""
     config = trainer.config
-    if trainer.policy.recurrent:  # replay the sequences from their first carry, resetting at their starts
-        sequences, minibatch = minibatch, minibatch.batch
-        dist, values = trainer.policy.unroll(
-            params, sequences.initial_carry, minibatch.obs, sequences.episode_start, minibatch.action_mask
-        )
-    else:
-        dist = trainer.policy.distribution(params, minibatch.obs, minibatch.action_mask)
-        values = trainer.policy.value(params, minibatch.obs)
+    dist, values, minibatch = trainer.layout.replay(trainer.policy, params, minibatch)
     return ppo_loss(
         dist.log_prob(minibatch.action),
         minibatch.log_prob,
@@ -492,6 +472,76 @@ class EpochCarry(NamedTuple):
 LOSS_METRICS = ("policy_loss", "value_loss", "entropy", "old_approx_kl", "approx_kl", "clipfrac", "grad_norm")
 
 
+# --------------------------------------------------------------------------- layouts
+class SampleLayout:
+    """A feed-forward policy: it acts on each observation alone (no carry), the rollout's values
+    come from one batched pass over the visited states and their successors, and each epoch
+    shuffles single samples."""
+
+    def act(self, policy, params, carry, obs, start, action_mask):
+        return policy.distribution(params, obs, action_mask), None, carry
+
+    def episode_start(self, starts: jax.Array) -> None:
+        return None  # nothing to reset
+
+    def values(self, policy, params, traj: Transition):
+        both = jax.tree.map(lambda obs, final_obs: jnp.stack([obs, final_obs]), traj.obs, traj.final_obs)
+        values, next_values = policy.value(params, both)
+        return values, next_values
+
+    def learning_batch(self, batch: Batch, traj: Transition, initial_carry) -> Batch:
+        return batch
+
+    def epoch_batch(self, config: PPOConfig, batch: Batch) -> Batch:
+        return jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
+
+    def shuffled_size(self, config: PPOConfig) -> int:
+        return config.batch_size
+
+    def minibatches(self, permutation: jax.Array, batch: Batch, num_minibatches: int) -> Batch:
+        return shuffle_into_minibatches(permutation, batch, num_minibatches)
+
+    def replay(self, policy, params, minibatch: Batch):
+        dist = policy.distribution(params, minibatch.obs, minibatch.action_mask)
+        return dist, policy.value(params, minibatch.obs), minibatch
+
+
+class SequenceLayout:
+    """A recurrent policy: it acts from its carry (reset where an episode starts) and gives V(s_t)
+    while acting, V(final obs) reads on from s_t's carry, and each epoch shuffles whole env
+    sequences, replayed from the rollout's first carry."""
+
+    def act(self, policy, params, carry, obs, start, action_mask):
+        return policy.step(params, carry, obs, start, action_mask)
+
+    def episode_start(self, starts: jax.Array) -> jax.Array:
+        return starts
+
+    def values(self, policy, params, traj: Transition):
+        return traj.value, policy.value_after(params, traj.next_carry, traj.final_obs)
+
+    def learning_batch(self, batch: Batch, traj: Transition, initial_carry) -> Sequences:
+        return Sequences(batch, traj.episode_start, initial_carry)
+
+    def epoch_batch(self, config: PPOConfig, batch: Sequences) -> Sequences:
+        return batch
+
+    def shuffled_size(self, config: PPOConfig) -> int:
+        return config.num_envs
+
+    def minibatches(self, permutation: jax.Array, batch: Sequences, num_minibatches: int) -> Sequences:
+        return split_sequences(permutation, batch, num_minibatches)
+
+    def replay(self, policy, params, minibatch: Sequences):
+        batch = minibatch.batch
+        dist, values = policy.unroll(params, minibatch.initial_carry, batch.obs, minibatch.episode_start,
+                                     batch.action_mask)  # fmt: skip
+        return dist, values, batch
+
+
+SAMPLES, SEQUENCES = SampleLayout(), SequenceLayout()
+
+
 # --------------------------------------------------------------------------- trainer
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
@@ -515,6 +565,11 @@ class Trainer:
     @property
     def spec(self) -> EnvSpec:
         return self.env.spec
+
+    @property
+    def layout(self) -> SampleLayout | SequenceLayout:
+        """How this policy acts and learns (the loop's only view of whether it is recurrent)."""
+        return SEQUENCES if self.policy.recurrent else SAMPLES
 
     def architecture(self) -> dict:
         """What the policy is, for this env (``policy.describe_architecture``), with its parameter count."""
@@ -647,7 +702,7 @@ def init_state(trainer: Trainer, hp: PPOHParams, key: jax.Array) -> TrainState:
         iteration=jnp.zeros((), jnp.int32),
         diverged_at=jnp.full((), -1, jnp.int32),
         carry=trainer.policy.initial_carry(config.num_envs),
-        episode_start=jnp.ones(config.num_envs, bool) if trainer.policy.recurrent else None,
+        episode_start=trainer.layout.episode_start(jnp.ones(config.num_envs, bool)),
     )
 
 
