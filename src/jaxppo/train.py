@@ -128,7 +128,6 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
     action = dist.sample_from_uniform(uniform)
     log_prob = dist.log_prob(action)
     step = trainer.env.step(env_keys, state.env_state, action)
-    env_nonfinite = nonfinite_env_outputs(step)  # before normalisation can hide an inf
     state, next_obs, final_obs, train_reward = normalize_step(trainer.config, hp, state, step)
 
     done = jnp.logical_or(step.terminated, step.truncated)
@@ -147,7 +146,6 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         done_return=jnp.where(done, episode_return, 0.0),
         done_length=jnp.where(done, episode_length, 0),
         done_metrics={name: jnp.where(done, m, 0.0) for name, m in step.episode_metrics.items()},
-        env_nonfinite=env_nonfinite,
         episode_start=state.episode_start,
         value=value,
         next_carry=carry,
@@ -161,16 +159,6 @@ def rollout_step(trainer: Trainer, hp: PPOHParams, state: TrainState, step_noise
         episode_length=jnp.where(done, 0, episode_length),
     )
     return state, transition
-
-
-def nonfinite_env_outputs(step) -> jax.Array:
-    """``[N]`` int32 per env: ``NONFINITE_OBSERVATION`` where its observation (or pre-reset
-    observation) holds a NaN or inf, ``NONFINITE_REWARD`` where its reward is one, or both."""
-    num_envs = step.reward.shape[0]
-    leaves = [x.reshape(num_envs, -1) for x in jax.tree.leaves((step.obs, step.final_obs))
-              if jnp.issubdtype(x.dtype, jnp.inexact)]  # fmt: skip
-    obs_finite = jnp.isfinite(jnp.concatenate(leaves, axis=1)).all(axis=1) if leaves else True
-    return jnp.where(obs_finite, 0, NONFINITE_OBSERVATION) | jnp.where(jnp.isfinite(step.reward), 0, NONFINITE_REWARD)
 
 
 def normalize_step(config: PPOConfig, hp: PPOHParams, state: TrainState, step):
@@ -343,13 +331,23 @@ def iteration_metrics(config, state: TrainState, traj: Transition, batch: Batch,
         "update_epochs_done": update.epochs_done,
         "env_steps": state.iteration * config.batch_size,
         "diverged": (state.diverged_at >= 0).astype(jnp.int32),
-        # which env outputs were NaN or inf in this iteration (NONFINITE_* bits; 0: none)
-        "env_nonfinite": jnp.max(traj.env_nonfinite & NONFINITE_OBSERVATION) | jnp.max(traj.env_nonfinite & NONFINITE_REWARD),
+        "env_nonfinite": nonfinite_env_outputs(traj),
         # a suite's per-episode statistics (Craftax's achievements), averaged like episode_return
         **{f"episode/{name}": jnp.where(num_done > 0, value.sum() / num_done, jnp.nan)
            for name, value in traj.done_metrics.items()},
     }
     return state.replace(recent_returns=recent_returns, recent_count=recent_count), metrics
+
+
+def nonfinite_env_outputs(traj: Transition) -> jax.Array:
+    """Which env outputs held a NaN or inf in this rollout (``NONFINITE_*`` bits; 0: none). Read
+    once from the whole rollout (a check inside every step cost up to a quarter of Breakout's
+    speed); a NaN or inf survives the normalisers (an inf turns their statistics, then their
+    outputs, into NaN), so the stored observations and rewards show it."""
+    finite = lambda tree: functools.reduce(jnp.logical_and, [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+                                                             if jnp.issubdtype(x.dtype, jnp.inexact)], True)  # fmt: skip
+    observation = jnp.where(finite((traj.obs, traj.final_obs)), 0, NONFINITE_OBSERVATION)
+    return observation | jnp.where(finite(traj.reward), 0, NONFINITE_REWARD)
 
 
 def _record_episodes(buffer, count, done_returns, done_mask):
@@ -418,7 +416,6 @@ class Transition(NamedTuple):
     done_return: jax.Array  # raw return of the episode that ended here (0 otherwise)
     done_length: jax.Array
     done_metrics: dict  # {name: [N]} the env's per-episode statistics where an episode ended (0 otherwise)
-    env_nonfinite: jax.Array  # [N] int32: NONFINITE_* bits of what the env returned as NaN or inf
     episode_start: jax.Array | None = None  # recurrent policies: obs begins an episode (the carry was reset)
     value: jax.Array | None = None  # recurrent policies: V(obs), computed while acting
     next_carry: Any = None  # recurrent policies: the carry after reading obs (V(final obs) reads on from it)
