@@ -123,3 +123,15 @@ def test_unknown_names_and_rejected_kwargs_are_config_errors():
         make(ENV_ID, colour=1)
     with pytest.raises(ConfigError, match="backend should be in"):
         make(ENV_ID, backend="nope")
+
+
+def test_fluid_forces_that_brax_cannot_step_on_this_jax_are_a_config_error():
+    import inspect
+
+    import jax.numpy as jnp
+
+    if "a_min" in inspect.signature(jnp.clip).parameters:
+        pytest.skip("this jax takes jnp.clip(a_min=...), which brax's fluid forces call")
+    with pytest.raises(ConfigError, match="brax/swimmer simulates fluid forces") as error:
+        make("brax/swimmer")  # the only brax env with fluid forces
+    assert "\n" not in str(error.value)

@@ -186,6 +186,16 @@ def test_unknown_names_and_rejected_kwargs_are_config_errors():
         jaxppo.envs.make("jumanji/RubiksCube-v0", time_limit=0)  # the constructor's own ValueError
 
 
+def test_an_env_that_downloads_its_data_is_refused_unless_the_data_is_given():
+    with pytest.raises(ConfigError, match="Hugging Face hub.*generator") as error:
+        jaxppo.envs.make("jumanji/Sokoban-v0")
+    assert "\n" not in str(error.value)
+    from jumanji.environments.routing.sokoban.generator import ToyGenerator
+
+    env, params = jaxppo.envs.make("jumanji/Sokoban-v0", generator=ToyGenerator())  # levels made locally
+    assert env.action_space(params).n == 4
+
+
 # --------------------------------------------------------------------------- against the raw env
 @pytest.mark.parametrize("name", list(ENVS))
 def test_random_actions_agree_with_the_raw_env(cases, name):

@@ -174,6 +174,16 @@ def test_every_single_agent_id_is_a_one_player_game():
         assert pgx.make(name).num_players == 1, name
 
 
+def test_zero_size_arrays_are_kept_out_of_the_state():
+    # MinAtar Asterix's state holds a zero-size array, which orbax cannot checkpoint.
+    env, params = make("pgx/minatar-asterix")
+    key = jax.random.key(0)
+    state = jax.eval_shape(lambda k: env.reset(k, params)[1], key)
+    assert all(leaf.size > 0 for leaf in jax.tree.leaves(state))
+    stepped = jax.eval_shape(lambda k, s: env.step(k, s, 0, params)[1], key, state)
+    assert jax.tree.structure(stepped) == jax.tree.structure(state)
+
+
 def test_kwargs_reach_the_game():
     env, params = make("pgx/minatar-breakout", sticky_action_prob=0.0, use_minimal_action_set=False,
                        max_steps_in_episode=1000)  # fmt: skip

@@ -18,7 +18,7 @@ such an env behind ``SuiteEnv``:
   the actuators' ranges themselves);
 - the state kept between steps is the raw ``State`` with its zero-size arrays (MJX's empty
   contact, tendon and mocap buffers) set to ``None``, rebuilt before each step: they hold no
-  data, and orbax cannot checkpoint a zero-size array.
+  data, and orbax cannot checkpoint a zero-size array; its Python scalar leaves become arrays.
 """
 
 from __future__ import annotations
@@ -61,8 +61,17 @@ def copy_dicts(state):
 
 
 def drop_empty(state):
-    """``state`` with every zero-size array replaced by ``None`` (an empty subtree)."""
-    return jax.tree.map(lambda leaf: None if leaf.size == 0 else leaf, state)
+    """``state`` with every zero-size array replaced by ``None`` (an empty subtree), and every
+    Python scalar leaf as an array of its default dtype: a raw reset may give one where the step
+    gives an array (Playground's ``data.time`` is ``0.0`` after ``reset``), and the reset and
+    stepped states must have the same leaf types for gymnax's auto-reset select."""
+
+    def drop(leaf):
+        if not hasattr(leaf, "size"):
+            leaf = jnp.asarray(leaf, jnp.result_type(leaf))
+        return None if leaf.size == 0 else leaf
+
+    return jax.tree.map(drop, state)
 
 
 def restore_empty(state, template):

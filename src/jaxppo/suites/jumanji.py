@@ -59,6 +59,10 @@ Per-episode statistics. The scalar entries of the last ``TimeStep.extras`` of an
 ``highest_tile``, BinPack's ``volume_utilization``, ...) are reported as ``episode/<name>``.
 
 Keys reach jumanji as raw ``uint32[2]`` key data (``base.raw_key``), which is what it expects.
+
+Downloads. An env whose constructor downloads its data (Sokoban's levels, from the Hugging Face
+hub) is listed in ``NEEDS_DOWNLOAD`` and is a ``ConfigError`` unless the constructor argument
+that supplies the data instead is given: jaxppo never downloads.
 """
 
 from __future__ import annotations
@@ -86,6 +90,26 @@ LAST = 2  # jumanji's StepType.LAST
 # jumanji envs whose mask is joint over the sub-actions, for the rare mask shape that reads
 # both ways (nvec == [2, k]: a [2, k] mask could also be one row per sub-action).
 JOINT_MASK_ENVS = ("BinPack", "FlatPack", "Minesweeper", "Sudoku", "Tetris")
+
+
+class Download(NamedTuple):
+    """A registered env whose constructor downloads data, which jaxppo never does."""
+
+    what: str  # what it downloads, and from where
+    kwarg: str  # the constructor argument that supplies the data instead
+    fix: str  # how to supply it
+
+
+# jumanji envs whose default constructor downloads data at run time (offline machines and CI have
+# no network); naming one is a ConfigError unless the kwarg that replaces the download is given.
+NEEDS_DOWNLOAD = {
+    "Sokoban-v0": Download(
+        "its levels (DeepMind's Boxoban set) are downloaded from the Hugging Face hub at run time",
+        "generator",
+        "from Python, pass a level generator instead: env_kwargs generator=<a jumanji Sokoban generator, "
+        "such as jumanji.environments.routing.sokoban.generator.ToyGenerator()>",
+    ),
+}
 
 
 class JumanjiInner(NamedTuple):
@@ -132,6 +156,9 @@ def make(name: str, **env_kwargs):
             else f"jumanji has {', '.join(registered)}"
         )
         raise ConfigError(f"unknown jumanji env {name!r}; {hint}")
+    download = NEEDS_DOWNLOAD.get(name)
+    if download is not None and download.kwarg not in env_kwargs:
+        raise ConfigError(f"jumanji/{name} needs a download: {download.what}, which jaxppo does not do; {download.fix}")
     try:
         raw_env = jumanji.make(name, **env_kwargs)
     except (TypeError, ValueError) as error:

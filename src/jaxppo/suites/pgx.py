@@ -27,6 +27,8 @@ with a fresh key and keeps the pre-reset observation in ``info["final_observatio
 - kwargs: ``max_steps_in_episode``; the rest reach the game's constructor (MinAtar:
   ``sticky_action_prob``, 0.1 by default as in MinAtar, and ``use_minimal_action_set``).
 - Episode statistics: 2048 reports ``max_tile`` (the largest tile on the final board).
+- State: pgx's state without its zero-size arrays (MinAtar Asterix's ``_shot_timer``), rebuilt
+  before each step, as in ``_brax_like``: orbax cannot checkpoint a zero-size array.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import pgx
 
 from jaxppo.config import ConfigError
 from jaxppo.envs import import_gymnax
+from jaxppo.suites._brax_like import drop_empty, restore_empty
 from jaxppo.suites.base import EPISODE_METRICS, RawStep, SuiteEnv, SuiteParams
 
 spaces = import_gymnax().environments.spaces  # gymnax, its rendering-only imports deferred
@@ -66,20 +69,21 @@ class PgxEnv(SuiteEnv):
         self.clocked = name in CLOCKED_GAMES  # the game's end is its clock's: report a truncation
         self.report_max_tile = name == "2048"
         first = jax.eval_shape(game.init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+        self._template = first  # the state's shapes, to rebuild what drop_empty removes
         self._obs_shape = tuple(first.observation.shape)
         self._num_actions = int(first.legal_action_mask.shape[0])
 
     def raw_reset(self, key):
         state = self.game.init(key)
-        return state.observation, state
+        return state.observation, drop_empty(state)
 
     def raw_step(self, key, inner, action):
-        state = self.game.step(inner, jnp.asarray(action, jnp.int32), key)
+        state = self.game.step(restore_empty(inner, self._template), jnp.asarray(action, jnp.int32), key)
         terminated, truncated = state.terminated, state.truncated
         if self.clocked:
             terminated, truncated = jnp.zeros((), bool), truncated | state.terminated
         info = {EPISODE_METRICS: {"max_tile": max_tile(state.observation)}} if self.report_max_tile else None
-        return RawStep(state.observation, state, state.rewards[0], terminated, truncated, info)
+        return RawStep(state.observation, drop_empty(state), state.rewards[0], terminated, truncated, info)
 
     def action_mask(self, state, params: SuiteParams | None = None) -> jax.Array:
         return state.inner.legal_action_mask
