@@ -135,6 +135,17 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
         return []
 
 
+def interrupt_after_first_checkpoint(proc, run_dir: Path) -> SimpleNamespace:
+    """SIGINT to ``proc`` once its run saved a checkpoint in ``run_dir``; its exit status and output."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not checkpoint_steps(run_dir) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    return SimpleNamespace(returncode=proc.returncode, stdout=out, stderr=err)
+
+
 def snapshot(run_dir: Path) -> dict:
     """Relative path -> bytes of every file in a run directory."""
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
@@ -635,13 +646,8 @@ def assert_interrupt_then_resume_equals_uninterrupted_run(tmp_path: Path, flags:
     reference_proc = popen(*flags, "--out", reference, cwd=tmp_path)
     proc = popen(*flags, "--out", interrupted, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not checkpoint_steps(interrupted) and proc.poll() is None:
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=RUN_TIMEOUT)
-        stopped = SimpleNamespace(returncode=proc.returncode, stdout=out, stderr=err)
+        stopped = interrupt_after_first_checkpoint(proc, interrupted)
+        err = stopped.stderr
         assert proc.returncode == 130, "the run was not interrupted (make it longer?)\n" + describe(stopped)
         assert "--resume" in err and "Traceback" not in err, describe(stopped)
         done = checkpoint_steps(interrupted)[-1]

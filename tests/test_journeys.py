@@ -9,21 +9,19 @@ the budget is small; the sizes are the action space's defaults, as the README's 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from test_cli import (
-    RUN_TIMEOUT,
     assert_ok,
     assert_png,
     checkpoint_steps,
     cli,
     describe,
+    interrupt_after_first_checkpoint,
     popen,
     read_rows,
     snapshot,
@@ -47,17 +45,6 @@ SEEDS = 3  # two host devices: one pads its block
 
 def iterations_in(run_dir: Path) -> int:
     return max(int(row["iteration"]) for row in read_rows(run_dir / "metrics.csv"))
-
-
-def interrupt_after_first_checkpoint(proc, run_dir: Path):
-    """SIGINT once the run saved a checkpoint; the finished process."""
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while not checkpoint_steps(run_dir) and proc.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=RUN_TIMEOUT)
-    return type("Stopped", (), {"returncode": proc.returncode, "stdout": out, "stderr": err})()
 
 
 @pytest.mark.parametrize("journey", list(JOURNEYS))
