@@ -1,5 +1,5 @@
 """A user's network and optimizer (``network=``, ``optimizer=``, ``--network``, ``--optimizer``): the
-README's ``my_nets.py`` as printed learns CartPole, a continuous-action network and a recurrent one
+``my_nets.py`` of docs/networks.md as printed learns CartPole, a continuous-action network and a recurrent one
 train, masks and grids keep working, and every mistake is one line."""
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from test_cli import assert_ok, assert_one_line_error, cli, in_this_process
 from utils import FULL_OPTIMIZATION
 
 pytestmark = pytest.mark.timeout(300)
-README = Path(__file__).resolve().parents[1] / "README.md"
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "networks.md"
 
 
 @pytest.fixture(scope="module")
 def my_nets(tmp_path_factory):
-    """The README's my_nets.py, written where a user keeps it and imported from there."""
+    """docs/networks.md's my_nets.py, written where a user keeps it and imported from there."""
     directory = tmp_path_factory.mktemp("user")
-    code = re.search(r"<!-- readme-example: my-nets -->\s*```python\n(.*?)```", README.read_text(), re.S).group(1)
+    code = re.search(r"<!-- readme-example: my-nets -->\s*```python\n(.*?)```", EXAMPLE.read_text(), re.S).group(1)
     (directory / "my_nets.py").write_text(code)
     sys.path.insert(0, str(directory))
     try:

@@ -26,6 +26,13 @@ class ConfigError(ValueError):
     """Invalid configuration or input; the message names the problem and the fix."""
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception as one short line for a one-line error: its first line, or its type's name."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class UnresolvedConfigError(TypeError):
     """A ``PPOConfig`` whose action-space defaults (``None`` fields) are not filled in was used
     where only a resolved one makes sense: a mistake in the calling code, not in the user's input."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jaxppo.config import ConfigError
+from jaxppo.config import ConfigError, first_line
 
 if TYPE_CHECKING:
     from jaxppo.settings import RunSettings
@@ -33,7 +33,7 @@ def load_factory(path: str, kind: str) -> Callable:
         module = importlib.import_module(module_name)
     except Exception as error:  # ImportError, or whatever the module raises while it runs
         raise ConfigError(f"{flag}: cannot import {module_name} ({type(error).__name__}: "
-                          f"{_first_line(error)}); it must be importable from the current directory "
+                          f"{first_line(error)}); it must be importable from the current directory "
                           f"or the Python path") from None  # fmt: skip
     factory = module
     for part in name.split("."):
@@ -53,7 +53,3 @@ def run_trainer(settings: RunSettings, env=None, env_params=None) -> Trainer:
     optimizer = load_factory(settings.optimizer, "optimizer") if settings.optimizer else None
     return make_trainer(settings.config, env, env_params, network=network, optimizer=optimizer)
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -43,7 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxppo.config import ConfigError, PPOConfig
+from jaxppo.config import ConfigError, PPOConfig, first_line
 from jaxppo.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical, mask_logits
 from jaxppo.envs import EnvSpec, ObsLeaf
 from jaxppo.networks import Actor, ActorCriticTrunk, Critic, Encoding, LeafEncoder
@@ -280,7 +280,7 @@ def make_network_policy(factory: Callable, spec: EnvSpec, name: str | None = Non
     try:
         module = factory(action_size=spec.action_size)
     except Exception as error:
-        raise ConfigError(f"network {name}(action_size={spec.action_size}) failed: {_first_line(error)}") from None
+        raise ConfigError(f"network {name}(action_size={spec.action_size}) failed: {first_line(error)}") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"network {name}(action_size=...) must return a flax.linen.Module, "
                           f"got {type(module).__name__}")  # fmt: skip
@@ -305,7 +305,7 @@ def _check_outputs(policy: NetworkPolicy, spec: EnvSpec, name: str) -> None:
             batch = (1,)
     except Exception as error:
         raise ConfigError(f"network {name} fails on this env's observations {spec.obs_shape}: "
-                          f"{_first_line(error)}") from None  # fmt: skip
+                          f"{first_line(error)}") from None  # fmt: skip
     expected = 3 if policy.recurrent else 2
     form = "(action_params, values, carries)" if policy.recurrent else "(action_params, value)"
     if not isinstance(outputs, tuple) or len(outputs) != expected:
@@ -318,12 +318,6 @@ def _check_outputs(policy: NetworkPolicy, spec: EnvSpec, name: str) -> None:
     if tuple(value.shape) not in (batch, (*batch, 1)):
         raise ConfigError(f"network {name}'s value has shape {tuple(value.shape)} for a batch {batch}; "
                           f"it must be {batch} (or {(*batch, 1)})")  # fmt: skip
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _example_observation(obs_leaves):

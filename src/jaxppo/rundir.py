@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import ConfigError, PPOHParams
+from jaxppo.config import ConfigError, PPOHParams, first_line
 from jaxppo.settings import RunSettings
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, TIMINGS_FILE = (
@@ -406,12 +406,8 @@ def _first_line(error: BaseException) -> str:
     """What went wrong, short: the OS error a tensorstore message carries, else its first line."""
     import re
 
-    text = str(error).strip()
-    code = re.search(r"os_error_code='(\d+)'", text)
-    if code:
-        return os.strerror(int(code.group(1)))
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    return os.strerror(int(code.group(1))) if code else first_line(error)
 
 
 def saved_iterations(run_dir: Path) -> list[int]:

@@ -33,7 +33,7 @@ from flax import struct
 
 from jaxppo import normalize as norm
 from jaxppo import xla_cpu
-from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams, first_line
 from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, VecEnv, make_env
 from jaxppo.gae import compute_gae
@@ -651,7 +651,7 @@ def checked_optimizer(optimizer, policy, spec: EnvSpec, name: str | None = None)
     try:
         transformation = optimizer(hp)
     except Exception as error:
-        raise ConfigError(f"optimizer {name}(hparams) failed: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}") from None
+        raise ConfigError(f"optimizer {name}(hparams) failed: {first_line(error)}") from None
     if not (callable(getattr(transformation, "init", None)) and callable(getattr(transformation, "update", None))):
         raise ConfigError(f"optimizer {name}(hparams) must return an optax.GradientTransformation, "
                           f"got {type(transformation).__name__}")  # fmt: skip
@@ -660,9 +660,7 @@ def checked_optimizer(optimizer, policy, spec: EnvSpec, name: str | None = None)
         state = jax.eval_shape(transformation.init, params)
         jax.eval_shape(lambda p, s: xla_cpu.apply_update(optimizer(hp), p, p, s), params, state)
     except Exception as error:
-        text = str(error).strip()
-        raise ConfigError(f"optimizer {name}'s transformation fails on the parameters: "
-                          f"{text.splitlines()[0] if text else type(error).__name__}") from None  # fmt: skip
+        raise ConfigError(f"optimizer {name}'s transformation fails on the parameters: {first_line(error)}") from None
     return optimizer
 
 
