@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo import rundir
+from jaxppo import pbt, rundir
 from jaxppo.config import ConfigError, PPOHParams
 from jaxppo.evaluation import make_act
 from jaxppo.factories import run_trainer
@@ -50,11 +50,12 @@ def abstract_states(trainer: Trainer, settings: RunSettings, seed_range: range |
     return jax.eval_shape(batched_init(trainer, len(points)), keys, grid)
 
 
-def metric_names(trainer: Trainer, settings: RunSettings) -> list[str]:
-    """The names of the metrics one training iteration records."""
+def metric_names(trainer: Trainer, settings: RunSettings) -> dict:
+    """The metrics one training iteration records: ``{name: dtype}``."""
     hparams = PPOHParams(**settings.hparams)
     state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
-    return list(jax.eval_shape(trainer.step, state, hparams)[1])
+    metrics = {name: m.dtype for name, m in jax.eval_shape(trainer.step, state, hparams)[1].items()}
+    return {**metrics, **pbt.METRIC_DTYPES} if settings.pbt else metrics
 
 
 def run_directory(run_dir) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxppo import parallel, rundir
+from jaxppo import parallel, pbt, rundir
 from jaxppo.loggers import Evaluator, TensorBoard, Wandb
 from jaxppo.outputs import (
     Part,
@@ -329,7 +329,17 @@ class HostLoop:
         # them; each device runs its own seeds, with no communication, in seed_chunk pieces if asked.
         self.mesh = parallel.seed_mesh()
         self.padded, per_chunk = parallel.padded_seed_count(self.seeds, self.mesh.size, settings.seed_chunk)
-        self.step = jax.vmap(parallel.seed_chunked(trainer.step, self.padded // per_chunk), axis_size=self.grid_size)
+        chunks = self.padded // per_chunk
+        # With --pbt the seeds of each grid point are a population whose members each have their own
+        # hyperparameters, carried from chunk to chunk (``pbt.Population``) and recorded in the metrics.
+        self.pbt = settings.pbt_config()
+        if self.pbt is None:
+            self.step = jax.vmap(parallel.seed_chunked(trainer.step, chunks), axis_size=self.grid_size)
+        else:
+            member_step = jax.vmap(parallel.seed_chunked(lambda pair: trainer.step(*pair), chunks))
+            self.step = lambda states, hparams: member_step((states, hparams))
+            self.population_draws, self.population_stream = pbt.population_keys(jax.random.key(settings.seed))
+            self.population = None if metrics is None else pbt.Population.from_metrics(metrics)
         self.programs = {}  # chunk length -> compiled program
         self.states_like = None  # what the chunk programs are compiled for
         self.compile_seconds = self.run_seconds = 0.0
@@ -379,9 +389,14 @@ class HostLoop:
                 # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
                 keys = parallel.pad_seeds(run_keys(self.settings, self.seed_range), 0, self.padded)
                 keys = jax.device_put(keys, NamedSharding(self.mesh, P(parallel.SEED_AXIS)))
-                sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
-                init = parallel.batched_init(self.trainer, self.grid_size, sequential)
-                init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, None), 1)).lower(keys, self.grid)
+                if self.pbt is None:
+                    sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
+                    init = parallel.batched_init(self.trainer, self.grid_size, sequential)
+                    init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, None), 1)).lower(keys, self.grid)
+                else:  # each member's optimiser starts from its own hyperparameters
+                    self._place_population(self._initial_population())
+                    init = jax.vmap(jax.vmap(self.trainer.init), in_axes=(None, 0))
+                    init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, 1), 1)).lower(keys, self.population.hparams)
                 # XLA compiles (or loads) the init program while this thread traces the chunk program
                 # from the init's output shapes: about 1.5 s less start-up on 2 cores.
                 init_compiled = in_background(init.compile)
@@ -393,24 +408,56 @@ class HostLoop:
                 # for the arrays themselves (their shardings), the program differed from the new run's
                 # and missed the compilation cache (several seconds of compiling on every resume).
                 self.states_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), states)
+                if self.pbt is not None:
+                    self._place_population(self.population)
             self.program(min(self.chunk, self.total - self.done) if self.done < self.total else self.chunk)
             if states is None:
-                states = init_compiled()(keys, self.grid)
+                states = init_compiled()(keys, self.grid if self.pbt is None else self.population.hparams)
         self.compile_seconds = time.perf_counter() - t0
         _say(f"compiled in {self.compile_seconds:.1f} s", self.options.show_progress)  # near 0 from the disk cache
         return states
 
+    def _initial_population(self) -> pbt.Population:
+        """A new run's members ``[G, S]``: drawn for this process's seeds alone, then padded."""
+        return pbt.initial_population(self.pbt, self.grid, self.trainer.spec.action_kind, self.population_draws,
+                                      (self.grid_size, self.seeds))  # fmt: skip
+
+    def _place_population(self, population: pbt.Population) -> None:
+        population = parallel.pad_seeds(population, 1, self.padded)
+        self.population = jax.device_put(population, NamedSharding(self.mesh, P(None, parallel.SEED_AXIS)))
+
     def program(self, length: int):
-        """The compiled ``(states, grid) -> (states, metrics [G, S, length])`` of ``length`` iterations."""
+        """The compiled ``(states, grid) -> (states, metrics [G, S, length])`` of ``length`` iterations;
+        with ``--pbt``, ``(states, population) -> ((states, population), metrics)``."""
         if length not in self.programs:
-            run_chunk = lambda st, hp: self._run_chunk(st, hp, length)
-            sharded = parallel.shard_seeds(run_chunk, self.mesh, (1, None), 1)
-            self.programs[length] = jax.jit(sharded).lower(self.states_like, self.grid).compile()
+            if self.pbt is None:
+                run_chunk = lambda st, hp: self._run_chunk(st, hp, length)
+                sharded = jax.jit(parallel.shard_seeds(run_chunk, self.mesh, (1, None), 1))
+                self.programs[length] = sharded.lower(self.states_like, self.grid).compile()
+            else:
+                population_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.population)
+                run_chunk = jax.jit(lambda st, pop: self._run_population_chunk(st, pop, length))
+                self.programs[length] = run_chunk.lower(self.states_like, population_like).compile()
         return self.programs[length]
 
     def _run_chunk(self, states, grid, length: int):
         states, m = jax.lax.scan(lambda st, _: self.step(st, grid), states, None, length=length)
         return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
+
+    def _run_population_chunk(self, states, population, length: int):
+        """``length`` iterations of the populations: each device steps its own members, and the exploits
+        between iterations read and copy across devices."""
+        step = parallel.shard_seeds(self.step, self.mesh, (1, 1), 1)
+        body = lambda carry, _: pbt.population_iteration(self.pbt, step, self.population_stream, self.seeds, carry)
+        (states, population), m = jax.lax.scan(body, (states, population), None, length=length)
+        return (states, population), jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
+
+    def _advance(self, states, length: int):
+        """``length`` iterations from ``states``: ``(states, metrics [G, S, length])``."""
+        if self.pbt is None:
+            return self.program(length)(states, self.grid)
+        (states, self.population), metrics = self.program(length)(states, self.population)
+        return states, metrics
 
     def train(self, states, stopper: Stopper) -> Trained:
         """Run chunks to the end of the run, or to the chunk in which a signal came."""
@@ -422,7 +469,7 @@ class HostLoop:
         while self.done < self.total:
             length = min(self.chunk - self.done % self.chunk, self.total - self.done)
             t1 = time.perf_counter()
-            states, chunk_metrics = self.program(length)(states, self.grid)
+            states, chunk_metrics = self._advance(states, length)
             self.history.append(parallel.host_slice(chunk_metrics, self.seeds, axis=1))
             self.run_seconds += time.perf_counter() - t1
             self.done += length

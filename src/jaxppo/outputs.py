@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxppo import rundir
+from jaxppo import pbt, rundir
 from jaxppo.config import ConfigError
 from jaxppo.factories import run_trainer
-from jaxppo.plot import curves_from_csv, render
+from jaxppo.plot import curves_from_csv, render, render_population
 from jaxppo.stats import summarize
 
 
@@ -128,6 +128,8 @@ def write_outputs(run_dir: Path, trainer, settings, part: Part, metrics_written:
     rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     curves = curves_from_csv(run_dir / rundir.METRICS_FILE)
     rundir.atomic_write_bytes(run_dir / rundir.PLOT_FILE, render(curves, f"{settings.config.env_id}, PPO"))
+    if settings.pbt:
+        write_population(run_dir, trainer, settings, part.metrics)
     print(_table(summary, run_dir))
 
 
@@ -136,6 +138,17 @@ def write_metrics(run_dir: Path, trainer, settings, metrics: dict, first_seed: i
     grid, points = settings.grid_hparams()
     rows = rundir.resolved_points(trainer, grid, points)
     rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows, first_seed))
+
+
+def write_population(run_dir: Path, trainer, settings, metrics: dict) -> None:
+    """A ``--pbt`` run's pbt.csv (every copy) and pbt.png (the members' returns and schedules)."""
+    searched = settings.pbt_config().search
+    names = [r.name for r in searched]
+    rows = pbt.exploit_rows(metrics, names, trainer.config.batch_size)
+    rundir.atomic_write_text(run_dir / rundir.PBT_FILE, rundir.rows_csv(rows, pbt.exploit_columns(names)))
+    png = render_population(metrics, [(r.name, r.log) for r in searched], trainer.config.batch_size,
+                            f"{settings.config.env_id}, PBT")  # fmt: skip
+    rundir.atomic_write_bytes(run_dir / rundir.PBT_PLOT_FILE, png)
 
 
 RECENT_ITERATIONS = 10  # the window of the summary's per-episode statistics
@@ -216,6 +229,8 @@ def _summary(trainer, settings, part: Part) -> dict:
         }
         if episode_metrics:
             entry["episode_metrics"] = {name: summarize(v[g]) for name, v in episode_metrics.items()}
+        if settings.pbt:
+            entry["pbt"] = pbt.population_summary(metrics, final[g], g)
         if eval_returns is not None:
             entry["eval_return"] = summarize(eval_returns[g].mean(axis=-1))
             entry["eval_return_per_seed"] = eval_returns[g].mean(axis=-1).tolist()
@@ -245,9 +260,15 @@ def _table(summary: dict, run_dir: Path) -> str:
             first = min(d["iteration"] for d in point["env_nonfinite"])
             row += f"  ENV NaN/inf: {len(point['env_nonfinite'])} seed(s), first in iteration {first}"
         lines.append(row)
+        if "pbt" in point:
+            population = point["pbt"]
+            best = "" if population["best_member"] is None else (
+                f"; best member: seed {population['best_member']} ({population['best_return']:.2f}), "
+                f"median {population['median_return']:.2f}")
+            lines.append(f"    PBT: {population['exploits']} copies among {population['members']} members{best}")
     lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
                  f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip
     names = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.SUMMARY_FILE, rundir.PLOT_FILE,
-             rundir.CHECKPOINT_DIR, "tensorboard")  # fmt: skip
+             rundir.PBT_FILE, rundir.PBT_PLOT_FILE, rundir.CHECKPOINT_DIR, "tensorboard")  # fmt: skip
     lines.append("wrote: " + ", ".join(str(run_dir / n) for n in names if (run_dir / n).exists()))
     return "\n".join(lines)

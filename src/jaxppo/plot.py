@@ -83,6 +83,43 @@ def render(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str, smooth:
     return buffer.getvalue()
 
 
+def render_population(metrics: dict, searched: list[tuple[str, bool]], batch_size: int, title: str) -> bytes:
+    """PNG bytes of a ``--pbt`` run: per grid point (a column), every member's return (the mean of its
+    last 100 episodes) and each searched hyperparameter's schedule (``(name, log)``), against env
+    steps; a copy shows as a jump of the member's line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    returns = np.asarray(metrics["episode_return_last100"], np.float64)  # [G, S, n]
+    grid_size, seeds, iterations = returns.shape
+    steps = np.arange(1, iterations + 1) * batch_size
+    rows = 1 + len(searched)
+    fig, axes = plt.subplots(rows, grid_size, figsize=(6 * grid_size, 2.6 * rows), dpi=110, sharex=True,
+                             squeeze=False)  # fmt: skip
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, seeds))
+    for g in range(grid_size):
+        for s in range(seeds):
+            axes[0, g].plot(steps, returns[g, s], color=colors[s], linewidth=0.9)
+            for r, (name, _) in enumerate(searched, start=1):
+                axes[r, g].plot(steps, np.asarray(metrics[f"hp_{name}"])[g, s], color=colors[s], linewidth=0.9)
+        axes[0, g].set_title(f"{title}{f', grid point {g}' if grid_size > 1 else ''}: {seeds} members")
+        axes[0, g].set_ylabel("return (last 100)")
+        for r, (name, log) in enumerate(searched, start=1):
+            axes[r, g].set_ylabel(name)
+            if log:
+                axes[r, g].set_yscale("log")
+        for ax in axes[:, g]:
+            ax.grid(alpha=0.3)
+        axes[-1, g].set_xlabel("environment steps per member")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def grid_curves(path: Path) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """Per grid point of a metrics.csv: ``(hyperparameters, env_steps [n], episode_return [S, n])``."""
     from jaxppo.rundir import HPARAM_NAMES, read_csv

@@ -132,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
     run.add_argument("--host-devices", type=_int, metavar="N",
                      help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
+    pbt = p.add_argument_group("population-based training (the seeds of each grid point are a population)")
+    pbt.add_argument("--pbt", action="store_true",
+                     help="every --pbt-interval iterations, the weakest members copy the learner of a stronger one "
+                          "and explore their --pbt-search hyperparameters (one process only)")  # fmt: skip
+    pbt.add_argument("--pbt-interval", type=_int, metavar="K",
+                     help="iterations between exploits (default 10)")  # fmt: skip
+    pbt.add_argument("--pbt-quantile", type=_number, metavar="Q",
+                     help="the bottom Q of each population, ranked by the mean return of the episodes since the "
+                          "last exploit, copy a member of the top Q (default 0.25; at most 0.5)")  # fmt: skip
+    pbt.add_argument("--pbt-search", action="append", metavar="NAME=LOW:HIGH[:log]",
+                     help="the range a PPOHParams field explores (repeatable): a member's value is multiplied "
+                          "by 0.8 or 1.25, or drawn again from the range with probability 0.25, then clipped; "
+                          "it starts at its flag's, config file's or grid's value, else at a draw in the range")  # fmt: skip
     hosts = p.add_argument_group("several processes or hosts (jax.distributed; run the same command on each)")
     hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
                        help="address of process 0, which every process joins")  # fmt: skip
@@ -407,6 +420,9 @@ def _prepare(target: _Target, options: RunOptions, locks: contextlib.ExitStack) 
     settings, run_dir, trainer = target.settings, target.run_dir, target.trainer
     if options.eval_every and not settings.eval_episodes:
         raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
+    if settings.pbt and jax.process_count() > 1:
+        raise ConfigError("--pbt trains a population in one process (its members copy each other's learners "
+                          "every interval); run it without --num-processes")  # fmt: skip
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if target.resume:
         if jax.process_index() == 0:

@@ -47,6 +47,7 @@ CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, T
     "eval.csv",
     "timings.json",
 )
+PBT_FILE, PBT_PLOT_FILE = "pbt.csv", "pbt.png"  # a --pbt run's copies, and its members' schedules
 HPARAM_NAMES = [f.name for f in dataclasses.fields(PPOHParams)]
 # metrics.csv prefixes the grid point's hyperparameters: the metric "learning_rate" is the annealed value.
 HPARAM_COLUMNS = [f"hp_{name}" for name in HPARAM_NAMES]
@@ -261,20 +262,22 @@ def resolved_points(trainer, grid: PPOHParams, points: list[dict]) -> list[dict]
 
 def metrics_csv(metrics: dict, hparam_rows: list[dict], first_seed: int = 0) -> str:
     """Long format: one row per (grid point, seed, iteration); metrics are ``[G, S, n]``;
-    seed ``s`` of the arrays is written as ``first_seed + s``."""
-    names = sorted(k for k in metrics if k != "env_steps")
+    seed ``s`` of the arrays is written as ``first_seed + s``. The ``hp_*`` columns are each grid
+    point's row, or each iteration's own values where ``metrics`` records them (a ``--pbt`` run)."""
+    names = sorted(k for k in metrics if k != "env_steps" and k not in HPARAM_COLUMNS)
     grid_size, seeds, iterations = np.shape(metrics["env_steps"])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["grid_point", *HPARAM_COLUMNS, "seed", "iteration", "env_steps", *names])
     arrays = {k: np.asarray(v) for k, v in metrics.items()}
     for g in range(grid_size):
-        hp = [str(np.float32(hparam_rows[g][name])) for name in HPARAM_NAMES]
+        row = [np.float32(hparam_rows[g][name]) for name in HPARAM_NAMES]
         for s in range(seeds):
             for i in range(iterations):
                 # str() of a numpy scalar is its shortest round-tripping repr (float32 stays short).
+                hp = [arrays[c][g, s, i] if c in arrays else v for c, v in zip(HPARAM_COLUMNS, row, strict=True)]
                 values = [str(arrays[name][g, s, i]) for name in names]
-                writer.writerow([g, *hp, first_seed + s, i + 1, int(arrays["env_steps"][g, s, i]), *values])
+                writer.writerow([g, *map(str, hp), first_seed + s, i + 1, int(arrays["env_steps"][g, s, i]), *values])
     return buffer.getvalue()
 
 
@@ -283,10 +286,11 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def rows_csv(rows: list[dict]) -> str:
+def rows_csv(rows: list[dict], columns: list[str] | None = None) -> str:
+    """CSV text of ``rows`` (``columns``: the header, written even when there are no rows)."""
     buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    if rows or columns:
+        writer = csv.DictWriter(buffer, fieldnames=columns or list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     return buffer.getvalue()
@@ -429,8 +433,8 @@ class Checkpoint(NamedTuple):
     metrics: dict  # name -> [G, S, iteration]
 
 
-def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]) -> Checkpoint:
-    """The latest complete checkpoint; ``ConfigError`` if none."""
+def restore_checkpoint(run_dir: Path, abstract_states, metric_names: dict) -> Checkpoint:
+    """The latest complete checkpoint (``metric_names``: ``{name: dtype}`` of the metrics); ``ConfigError`` if none."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         raise NoCheckpoint(f"{run_dir} has no checkpoints/ to resume from")
@@ -441,8 +445,7 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: list[str]) 
             "states": jax.tree.map(
                 lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32) if _is_key(x) else x, abstract_states
             ),
-            "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), _METRIC_DTYPES.get(name, jnp.float32))
-                        for name in metric_names},
+            "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), dtype) for name, dtype in metric_names.items()},
         }  # fmt: skip
 
     part_steps = part_checkpoint_steps(directory)
@@ -503,6 +506,5 @@ def _read_timings(path: Path) -> dict:
         return {}
 
 
-_METRIC_DTYPES = {name: jnp.int32 for name in ("env_steps", "episodes", "update_epochs_done", "diverged", "env_nonfinite")}
 
 

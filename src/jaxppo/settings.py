@@ -27,7 +27,7 @@ INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "up
 BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards", "shared_trunk")
 SIZES_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_kernels", "cnn_strides")  # tuples of ints
 RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk", "network",
-            "optimizer")
+            "optimizer", "pbt", "pbt_interval", "pbt_quantile", "pbt_search")
 
 
 class Grid(NamedTuple):
@@ -51,6 +51,10 @@ class RunSettings:
     seed_chunk: int | None = None  # seeds per lax.map chunk (bounds memory); part of the numerics' layout
     network: str | None = None  # MODULE:FACTORY of a user's network (jaxppo.factories); None: built-in
     optimizer: str | None = None  # MODULE:FACTORY of a user's optimizer; None: CleanRL's
+    pbt: bool = False  # the seeds of each grid point train as a population (jaxppo.pbt)
+    pbt_interval: int | None = None  # None: pbt.DEFAULT_INTERVAL
+    pbt_quantile: float | None = None  # None: pbt.DEFAULT_QUANTILE
+    pbt_search: tuple[str, ...] = ()  # NAME=LOW:HIGH[:log] ranges
 
     def to_json(self) -> dict:
         config = dataclasses.asdict(self.config)
@@ -68,6 +72,10 @@ class RunSettings:
             "seed_chunk": self.seed_chunk,
             "network": self.network,
             "optimizer": self.optimizer,
+            "pbt": self.pbt,
+            "pbt_interval": self.pbt_interval,
+            "pbt_quantile": self.pbt_quantile,
+            "pbt_search": list(self.pbt_search),
         }
 
     @classmethod
@@ -87,6 +95,10 @@ class RunSettings:
             seed_chunk=data.get("seed_chunk"),
             network=data.get("network"),
             optimizer=data.get("optimizer"),
+            pbt=bool(data.get("pbt", False)),
+            pbt_interval=data.get("pbt_interval"),
+            pbt_quantile=data.get("pbt_quantile"),
+            pbt_search=tuple(data.get("pbt_search", ())),
         )
 
     def differences(self, other: RunSettings) -> list[str]:
@@ -102,6 +114,12 @@ class RunSettings:
 
     def grid_hparams(self) -> Grid:
         return Grid(*hparam_grid(PPOHParams(**self.hparams), **self.grid))
+
+    def pbt_config(self):
+        """The run's ``jaxppo.PBTConfig``, or ``None`` without ``--pbt``."""
+        from jaxppo.pbt import pbt_from_settings  # jaxppo.pbt needs jax; the command line reads settings first
+
+        return pbt_from_settings(self.pbt_interval, self.pbt_quantile, self.pbt_search) if self.pbt else None
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -233,10 +251,11 @@ _KINDS = {
     **{name: str for name in ("env_id", "truncation", "activation", "encoder", "recurrent")},
     **{name: tuple for name in SIZES_FIELDS},
     "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
-    "network": str, "optimizer": str,
+    "network": str, "optimizer": str, "pbt": bool, "pbt_interval": int, "pbt_quantile": float, "pbt_search": list,
 }  # fmt: skip
 _KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               tuple: "a list of integers such as [64, 64]"}  # fmt: skip
+               tuple: "a list of integers such as [64, 64]",
+               list: "a list of strings such as ['learning_rate=1e-5:1e-3:log']"}  # fmt: skip
 
 
 def _coerce(name: str, value):
@@ -260,6 +279,11 @@ def _coerce(name: str, value):
             if not isinstance(value, str):
                 raise TypeError
             return value
+        if kind is list:  # strings, one per entry (a single string is one entry)
+            entries = [value] if isinstance(value, str) else list(value)
+            if not all(isinstance(v, str) for v in entries):
+                raise TypeError
+            return tuple(entries)
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise TypeError
         return tuple(_coerce("seeds", v) for v in value)  # layer sizes: integers
@@ -304,7 +328,7 @@ def settings_from_args(args: dict, base: dict | None = None, *, sources: list[So
             raise ConfigError(
                 f"{flag} must be {'a positive integer' if low else 'zero or positive'}, got {merged[name]}"
             )
-    return RunSettings(
+    settings = RunSettings(
         config=config,
         hparams=hparams,
         grid=grid,
@@ -315,7 +339,29 @@ def settings_from_args(args: dict, base: dict | None = None, *, sources: list[So
         seed_chunk=merged.get("seed_chunk"),
         network=merged.get("network"),
         optimizer=merged.get("optimizer"),
+        pbt=bool(merged.get("pbt") or False),
+        pbt_interval=merged.get("pbt_interval"),
+        pbt_quantile=merged.get("pbt_quantile"),
+        pbt_search=tuple(merged.get("pbt_search") or ()),
     )
+    _check_pbt(settings)
+    return settings
+
+
+def _check_pbt(settings: RunSettings) -> None:
+    """``ConfigError`` for population settings that cannot train: set without ``--pbt``, bad
+    ranges or quantile, one seed, or a searched hyperparameter set outside its range."""
+    given = [flag for flag, value in (("--pbt-interval", settings.pbt_interval), ("--pbt-quantile",
+             settings.pbt_quantile), ("--pbt-search", settings.pbt_search or None)) if value is not None]  # fmt: skip
+    if not settings.pbt:
+        if given:
+            raise ConfigError(f"{', '.join(given)} configure population-based training; add --pbt")
+        return
+    pbt = settings.pbt_config()
+    pbt.validate(settings.seeds)
+    pbt.check_start(PPOHParams(**settings.hparams))
+    for name, values in settings.grid.items():
+        pbt.check_start(PPOHParams(**{name: values}))
 
 
 def _parse_layer_grid(grid) -> dict:
@@ -350,4 +396,6 @@ def settings_as_args(settings: RunSettings) -> dict:
     data = settings.to_json()
     return {**data["config"], **data["hparams"], "grid": data["grid"], "seeds": data["seeds"], "seed": data["seed"],
             "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"],
-            "seed_chunk": data["seed_chunk"], "network": data["network"], "optimizer": data["optimizer"]}  # fmt: skip
+            "seed_chunk": data["seed_chunk"], "network": data["network"], "optimizer": data["optimizer"],
+            "pbt": data["pbt"], "pbt_interval": data["pbt_interval"], "pbt_quantile": data["pbt_quantile"],
+            "pbt_search": data["pbt_search"]}  # fmt: skip
