@@ -432,6 +432,18 @@ BAD_INPUTS = {
     "cnn_layers_of_unequal_lengths": (["--cnn-channels", "16,32"], ["cnn_channels", "equal lengths"]),
     "cnn_stride_zero": (["--cnn-strides", "0"], ["cnn_strides"]),
     "cnn_kernel_larger_than_the_image": (["--env", "Breakout-MinAtar", "--cnn-kernels", "11"], ["(10, 10, 4)", "11x11"]),
+    "pbt_range_reversed": (["--pbt", "--pbt-search", "learning_rate=1e-3:1e-5"], ["learning_rate", "LOW must be below HIGH"]),
+    "pbt_search_not_traced": (["--pbt", "--pbt-search", "num_envs=1:8"], ["num_envs", "not a traced hyperparameter"]),
+    "pbt_search_malformed": (["--pbt", "--pbt-search", "learning_rate=1e-5"], ["malformed", "NAME=LOW:HIGH"]),
+    "pbt_log_range_from_zero": (["--pbt", "--pbt-search", "ent_coef=0:0.1:log"], ["ent_coef", "LOW > 0"]),
+    "pbt_quantile_outside": (["--pbt", "--pbt-quantile", "0.7"], ["--pbt-quantile", "(0, 0.5]"]),
+    "pbt_interval_zero": (["--pbt", "--pbt-interval", "0"], ["--pbt-interval", "positive"]),
+    "pbt_one_seed": (["--pbt", "--seeds", "1"], ["--pbt", "at least 2", "--seeds"]),
+    "pbt_settings_without_pbt": (["--pbt-interval", "5"], ["--pbt-interval", "add --pbt"]),
+    "pbt_start_outside_range": (
+        ["--pbt", "--learning-rate", "0.1", "--pbt-search", "learning_rate=1e-5:1e-3"],
+        ["learning_rate starts at 0.1", "outside its --pbt-search range"],
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from jaxppo.evaluation import evaluate
 from jaxppo.gae import compute_gae
 from jaxppo.loading import Policy, load_policy, load_run
 from jaxppo.parallel import train_many
+from jaxppo.pbt import PBTConfig, SearchRange, make_pbt_train
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
 from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices  # noqa: F401  (older homes; see xla_cpu)
 
@@ -17,8 +18,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "PBTConfig",
     "PPOConfig",
     "PPOHParams",
+    "SearchRange",
     "Policy",
     "TrainResult",
     "TrainState",
@@ -30,6 +33,7 @@ __all__ = [
     "hparam_grid",
     "load_policy",
     "load_run",
+    "make_pbt_train",
     "make_train",
     "make_trainer",
     "train_many",

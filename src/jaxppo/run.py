@@ -132,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
     run.add_argument("--host-devices", type=_int, metavar="N",
                      help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
+    _add_pbt_flags(p)
+    hosts = p.add_argument_group("several processes or hosts (jax.distributed; run the same command on each)")
+    hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
+                       help="address of process 0, which every process joins")  # fmt: skip
+    hosts.add_argument("--num-processes", type=_int, metavar="N", help="how many processes share the run")
+    hosts.add_argument("--process-id", type=_int, metavar="K", help="this process's index, 0 .. N-1")
+    _add_ppo_flags(p)
+    return p
+
+
+def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of population-based training (``jaxppo.pbt``)."""
     pbt = p.add_argument_group("population-based training (the seeds of each grid point are a population)")
     pbt.add_argument("--pbt", action="store_true",
                      help="every --pbt-interval iterations, the weakest members copy the learner of a stronger one "
@@ -145,13 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the range a PPOHParams field explores (repeatable): a member's value is multiplied "
                           "by 0.8 or 1.25, or drawn again from the range with probability 0.25, then clipped; "
                           "it starts at its flag's, config file's or grid's value, else at a draw in the range")  # fmt: skip
-    hosts = p.add_argument_group("several processes or hosts (jax.distributed; run the same command on each)")
-    hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
-                       help="address of process 0, which every process joins")  # fmt: skip
-    hosts.add_argument("--num-processes", type=_int, metavar="N", help="how many processes share the run")
-    hosts.add_argument("--process-id", type=_int, metavar="K", help="this process's index, 0 .. N-1")
-    _add_ppo_flags(p)
-    return p
 
 
 def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
