@@ -41,3 +41,14 @@ def test_gymnasium_example_drives_cartpole_with_a_gymnax_policy(tmp_path, monkey
     exec(compile(_example("gymnasium"), "README.md", "exec"), namespace)
     assert namespace["done"] and 1 <= namespace["episode_return"] <= 500
     assert "gymnasium CartPole-v1: return" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_pbt_example_explores_the_learning_rate_up_from_a_value_too_small_to_learn(capsys):
+    namespace: dict = {}
+    exec(compile(_example("pbt"), "README.md", "exec"), namespace)
+    metrics = namespace["result"].metrics
+    assert np.asarray(metrics["hp_learning_rate"]).shape == (4, 39)
+    assert (np.asarray(metrics["pbt_parent"]) >= 0).any()  # members copied others
+    assert np.asarray(metrics["hp_learning_rate"])[:, -1].max() > 1e-6
+    assert capsys.readouterr().out.strip()
