@@ -3,9 +3,10 @@
 One network reads an observation as ``Encoder -> MLP hidden layers -> heads``: the ``Encoder``
 flattens vector leaves and convolves image leaves (``LeafEncoder`` says which, per leaf), the
 ``MLP`` maps the concatenated features through its hidden layers to one linear head per output.
-A recurrent core would sit between the MLP's last hidden layer and its heads (see ``MLP``).
 ``policy`` puts these networks together behind the policy seam: an ``Actor`` and a ``Critic``
-apart (CleanRL's layout), or one ``ActorCriticTrunk`` with both heads.
+apart (CleanRL's layout), or one ``ActorCriticTrunk`` with both heads. ``RecurrentActorCritic``
+is the built-in recurrent network, in the form a user's recurrent network takes
+(``policy.NetworkPolicy``): a GRU core between the encoder and the MLP, per network or shared.
 
 Kernels are drawn with ``xla_cpu.orthogonal_kernels`` (a polar factor instead of a QR
 decomposition, all of a module's kernels from one draw and one loop: see there why). The
@@ -67,7 +68,6 @@ class MLP(nn.Module):
             kernel_inits = [_given(k) for k in orthogonal_kernels(self.make_rng("params"), shapes, scales)]
         for size, kernel_init in zip(self.hidden_sizes, kernel_inits[:depth], strict=True):
             x = act(nn.Dense(size, kernel_init=kernel_init, bias_init=nn.initializers.zeros)(x))
-        # A recurrent core goes here: it reads the last hidden features (and its carry) and feeds the heads.
         head_inits = kernel_inits[depth:]
         return tuple(
             nn.Dense(size, kernel_init=init, bias_init=nn.initializers.zeros)(x)
@@ -162,15 +162,6 @@ class ScannedGRU(nn.Module):
         return carry, carry
 
 
-def recurrent_features(size: int | None, features, carry, start):
-    """Pass ``features`` through the calling module's GRU core when it has one (``size``): then
-    ``features`` are time-major ``[T, N, F]``; returns ``(features, carries or None)``."""
-    if size is None:
-        return features, None
-    carries = ScannedGRU(size, name="core")(carry, (features, start))[1]
-    return carries, carries
-
-
 class Encoder(nn.Module):
     """Observations ``[*batch, *obs_shape]`` (a dict for a Dict space) to features ``[*batch, F]``:
     per leaf its ``LeafEncoder``, the leaves' features concatenated in key order. Convolution
@@ -219,12 +210,7 @@ def _action_distribution(module: nn.Module, out: jax.Array, action_kind: str, ac
 
 
 class Actor(nn.Module):
-    """Policy network: categorical logits, or a Gaussian mean with a state-independent log-std.
-
-    With a recurrent core (``recurrent_size``) it reads a time-major sequence ``obs [T, N, ...]``
-    from ``carry [N, size]`` with episode ``start [T, N]`` flags and returns
-    ``(distribution over [T, N], carries [T, N, size])``.
-    """
+    """Policy network: categorical logits, or a Gaussian mean with a state-independent log-std."""
 
     action_kind: str  # "discrete" | "continuous"
     action_size: int
@@ -232,39 +218,31 @@ class Actor(nn.Module):
     activation: str = "tanh"
     encoding: Encoding = LeafEncoder(rank=1)  # per leaf: flattened, or convolved then flattened
     action_nvec: tuple[int, ...] | None = None  # MultiDiscrete: one categorical per sub-action
-    recurrent_size: int | None = None  # a GRU core of this size between the encoder and the MLP
 
     @nn.compact
-    def __call__(self, obs, carry=None, start=None):
+    def __call__(self, obs):
         features = Encoder(self.encoding)(obs)
-        features, carries = recurrent_features(self.recurrent_size, features, carry, start)
         (out,) = MLP(self.hidden_sizes, self.activation, ((self.action_size, POLICY_HEAD_SCALE),))(features)
-        dist = _action_distribution(self, out, self.action_kind, self.action_nvec)
-        return dist if carries is None else (_per_step(dist), carries)
+        return _action_distribution(self, out, self.action_kind, self.action_nvec)
 
 
 class Critic(nn.Module):
-    """Value network: one scalar per observation (with a recurrent core: ``(values [T, N],
-    carries [T, N, size])`` of a time-major sequence, as ``Actor``)."""
+    """Value network: one scalar per observation."""
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     encoding: Encoding = LeafEncoder(rank=1)
-    recurrent_size: int | None = None  # a GRU core of this size between the encoder and the MLP
 
     @nn.compact
-    def __call__(self, obs, carry=None, start=None):
+    def __call__(self, obs):
         features = Encoder(self.encoding)(obs)
-        features, carries = recurrent_features(self.recurrent_size, features, carry, start)
-        values = MLP(self.hidden_sizes, self.activation, ((1, VALUE_HEAD_SCALE),))(features)[0][..., 0]
-        return values if carries is None else (values, carries)
+        return MLP(self.hidden_sizes, self.activation, ((1, VALUE_HEAD_SCALE),))(features)[0][..., 0]
 
 
 class ActorCriticTrunk(nn.Module):
     """One encoder and MLP trunk with two heads: ``(action distribution, value)``. The policy head
     (``MLP_0/Dense_<depth>``, scale 0.01) and the value head (``Dense_<depth + 1>``, scale 1) read
-    the same features, so the value loss (``vf_coef``) shapes the trunk too. With a recurrent core
-    (``recurrent_size``): ``(distribution, values, carries)`` of a time-major sequence, as ``Actor``."""
+    the same features, so the value loss (``vf_coef``) shapes the trunk too."""
 
     action_kind: str
     action_size: int
@@ -272,23 +250,57 @@ class ActorCriticTrunk(nn.Module):
     activation: str = "tanh"
     encoding: Encoding = LeafEncoder(rank=1)
     action_nvec: tuple[int, ...] | None = None
-    recurrent_size: int | None = None
 
     @nn.compact
-    def __call__(self, obs, carry=None, start=None):
+    def __call__(self, obs):
         features = Encoder(self.encoding)(obs)
-        features, carries = recurrent_features(self.recurrent_size, features, carry, start)
         heads = ((self.action_size, POLICY_HEAD_SCALE), (1, VALUE_HEAD_SCALE))
         out, value = MLP(self.hidden_sizes, self.activation, heads)(features)
-        dist = _action_distribution(self, out, self.action_kind, self.action_nvec)
-        if carries is None:
-            return dist, value[..., 0]
-        return _per_step(dist), value[..., 0], carries
+        return _action_distribution(self, out, self.action_kind, self.action_nvec), value[..., 0]
 
 
-def _per_step(dist):
-    """A Gaussian's shared ``log_std`` broadcast to its mean, so a ``[T, N]`` distribution can be
-    indexed by step like the categorical ones."""
-    if isinstance(dist, DiagGaussian):
-        return DiagGaussian(mean=dist.mean, log_std=jnp.broadcast_to(dist.log_std, dist.mean.shape))
-    return dist
+class RecurrentTower(nn.Module):
+    """``Encoder -> GRU core -> MLP heads`` over a time-major sequence ``obs [T, N, ...]`` from
+    ``carry [N, size]``: ``(heads' outputs, carries [T, N, size])``."""
+
+    encoding: Encoding
+    size: int
+    hidden_sizes: Sequence[int]
+    activation: str
+    heads: Sequence[tuple[int, float]]
+
+    @nn.compact
+    def __call__(self, obs, carry, start):
+        features = Encoder(self.encoding)(obs)
+        carries = ScannedGRU(self.size, name="core")(carry, (features, start))[1]
+        return MLP(self.hidden_sizes, self.activation, self.heads)(carries), carries
+
+
+class RecurrentActorCritic(nn.Module):
+    """The built-in recurrent network (``recurrent="gru"``), in the recurrent form of a user's
+    network (``policy.NetworkPolicy``): ``(obs [T, N, ...], carry, start [T, N]) -> (action_params
+    [T, N, A], values [T, N], carries)``, the carry reset where ``start``. An actor and a critic
+    apart, each with its GRU core (carry ``{"actor", "critic"}``), or one trunk and core read by
+    both heads (``shared``, carry ``{"trunk"}``)."""
+
+    action_size: int
+    recurrent_size: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    encoding: Encoding = LeafEncoder(rank=1)
+    shared: bool = False
+
+    def initial_carry(self, batch_size: int) -> dict:
+        names = ("trunk",) if self.shared else ("actor", "critic")
+        return {name: jnp.zeros((batch_size, self.recurrent_size), jnp.float32) for name in names}
+
+    @nn.compact
+    def __call__(self, obs, carry, start):
+        tower = functools.partial(RecurrentTower, self.encoding, self.recurrent_size, self.hidden_sizes, self.activation)
+        policy_head, value_head = (self.action_size, POLICY_HEAD_SCALE), (1, VALUE_HEAD_SCALE)
+        if self.shared:
+            (out, value), carries = tower((policy_head, value_head), name="trunk")(obs, carry["trunk"], start)
+            return out, value[..., 0], {"trunk": carries}
+        (out,), actor_carries = tower((policy_head,), name="actor")(obs, carry["actor"], start)
+        (value,), critic_carries = tower((value_head,), name="critic")(obs, carry["critic"], start)
+        return out, value[..., 0], {"actor": actor_carries, "critic": critic_carries}

@@ -19,17 +19,19 @@ Observations keep their env shape ``[*batch, *obs_shape]``, and a Dict observati
 such arrays; the encoder decides how to read them. A MultiDiscrete action space gets a
 ``MultiCategorical`` whose ``action_noise_size`` sums its sub-actions'.
 
-A recurrent policy (``recurrent_size`` set) runs a GRU core between the encoder and the MLP (one
-per network: ``{"actor", "critic"}``, or ``{"trunk"}`` with a shared trunk). Its carry, one per
-env, takes the place of ``distribution`` and ``value``:
+A recurrent policy (``recurrent`` True: ``RecurrentPolicy``) carries a state per env, which takes
+the place of ``distribution`` and ``value``. A user's recurrent network and the built-in GRU
+(``networks.RecurrentActorCritic``, ``PPOConfig.recurrent="gru"``) are both ``NetworkPolicy``:
 
-- ``initial_carry(num_envs)``: zeros, the carry at an episode's start;
+- ``initial_carry(num_envs)``: the carry at an episode's start;
 - ``step(params, carry, obs, start, action_mask=None) -> (dist, value, carry)``: one step of
   every env, the carry reset first where ``start`` (the observation begins an episode);
 - ``unroll(params, carry, obs, start, action_mask=None) -> (dist, values)``: a time-major
   sequence ``[T, N, ...]`` replayed from its first carry, resetting at the same steps;
 - ``value_after(params, carry, obs)``: the value of ``obs`` read on from ``carry`` without a
   reset (V of the pre-reset final observation, for bootstrapping at time limits).
+
+Every policy has an ``architecture``: what it is, in words and numbers (``config.json``).
 """
 
 from __future__ import annotations
@@ -46,84 +48,35 @@ import jax.numpy as jnp
 from jaxppo.config import ConfigError, PPOConfig, first_line
 from jaxppo.distributions import Categorical, DiagGaussian, Distribution, MultiCategorical, mask_logits
 from jaxppo.envs import EnvSpec, ObsLeaf
-from jaxppo.networks import Actor, ActorCriticTrunk, Critic, Encoding, LeafEncoder
+from jaxppo.networks import Actor, ActorCriticTrunk, Critic, Encoding, LeafEncoder, RecurrentActorCritic
 
 IMAGE_MIN_SIZE = 5  # encoder="auto" convolves [H, W, C] leaves whose H and W are at least this
 
 
-class Recurrence:
-    """The recurrent half of the seam, shared by both layouts: each defines ``CARRIES`` (its
-    networks with a core), ``_unroll`` and ``_values_after`` on time-major sequences."""
+class FeedForward:
+    """A policy without a carry: it acts on each observation alone."""
 
-    CARRIES: tuple[str, ...] = ()
-    recurrent_size: int | None
+    recurrent = False
 
-    @property
-    def recurrent(self) -> bool:
-        return self.recurrent_size is not None
-
-    def initial_carry(self, num_envs: int) -> dict | None:
-        """The carry of ``num_envs`` fresh episodes (``None`` for a feed-forward policy)."""
-        if not self.recurrent:
-            return None
-        return {name: jnp.zeros((num_envs, self.recurrent_size), jnp.float32) for name in self.CARRIES}
-
-    def step(self, params: dict, carry: dict, obs, start: jax.Array, action_mask: jax.Array | None = None):
-        """One step of every env: ``(dist [N], value [N], carry)``, the carry reset where ``start``."""
-        sequence = jax.tree.map(lambda x: x[None], obs)
-        dist, values, carries = self._unroll(params, carry, sequence, start[None])
-        first = lambda tree: jax.tree.map(lambda x: x[0], tree)
-        return _masked(first(dist), action_mask), values[0], first(carries)
-
-    def unroll(self, params: dict, carry: dict, obs, start: jax.Array, action_mask: jax.Array | None = None):
-        """A time-major sequence ``obs [T, N, ...]`` from its first ``carry`` ``[N, ...]``:
-        ``(dist [T, N], values [T, N])``."""
-        dist, values, _ = self._unroll(params, carry, obs, start)
-        return _masked(dist, action_mask), values
-
-    def value_after(self, params: dict, carry: dict, obs) -> jax.Array:
-        """V(``obs``) read on from ``carry`` (no reset); ``obs [*B, ...]`` with ``carry [*B, size]``."""
-        batch_shape = next(iter(carry.values())).shape[:-1]
-        flat = jax.tree.map(lambda x: x.reshape((1, -1) + x.shape[len(batch_shape) :]), obs)
-        flat_carry = {name: c.reshape(-1, self.recurrent_size) for name, c in carry.items()}
-        start = jnp.zeros((1, math.prod(batch_shape)), bool)
-        return self._values_after(params, flat_carry, flat, start).reshape(batch_shape)
-
-    def _recurrent_init(self, networks: dict, keys, obs) -> dict:
-        """Each network's parameters, initialised on a one-step sequence of ``obs``."""
-        batch = jax.tree.leaves(obs)[0].shape[0]
-        sequence = jax.tree.map(lambda x: x[None], obs)
-        carry, start = self.initial_carry(batch), jnp.ones((1, batch), bool)
-        return {name: network.init(key, sequence, carry[name], start)
-                for key, (name, network) in zip(keys, networks.items(), strict=False)}  # fmt: skip
+    def initial_carry(self, num_envs: int) -> None:
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorCritic(Recurrence):
+class ActorCritic(FeedForward):
     """Separate actor and critic networks (CleanRL's layout), parameters ``{"actor", "critic"}``."""
 
-    CARRIES = ("actor", "critic")
     actor: Actor
     critic: Critic
     obs_leaves: Any  # envs.ObsLeaf, or {key: ObsLeaf} for a Dict observation space
     action_noise_size: int
-    recurrent_size: int | None = None  # the GRU cores' size; None: feed-forward
+    architecture: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
         """Parameters from two independent keys ``[2]`` (the actor's, the critic's) and an
         example observation batch (default: one zero observation)."""
         obs = _example_observation(self.obs_leaves) if obs is None else obs
-        if self.recurrent:
-            return self._recurrent_init({"actor": self.actor, "critic": self.critic}, keys, obs)
         return {"actor": self.actor.init(keys[0], obs), "critic": self.critic.init(keys[1], obs)}
-
-    def _unroll(self, params, carry, obs, start):
-        dist, actor_carries = self.actor.apply(params["actor"], obs, carry["actor"], start)
-        values, critic_carries = self.critic.apply(params["critic"], obs, carry["critic"], start)
-        return dist, values, {"actor": actor_carries, "critic": critic_carries}
-
-    def _values_after(self, params, carry, obs, start):
-        return self.critic.apply(params["critic"], obs, carry["critic"], start)[0]
 
     def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
         return _masked(self.actor.apply(params["actor"], obs), action_mask)
@@ -133,30 +86,20 @@ class ActorCritic(Recurrence):
 
 
 @dataclasses.dataclass(frozen=True)
-class SharedTrunkActorCritic(Recurrence):
+class SharedTrunkActorCritic(FeedForward):
     """One encoder and MLP trunk with a policy head and a value head, parameters ``{"trunk"}``:
     the value loss, weighted by ``vf_coef``, trains the features the policy reads."""
 
-    CARRIES = ("trunk",)
     network: ActorCriticTrunk
     obs_leaves: Any
     action_noise_size: int
-    recurrent_size: int | None = None  # the GRU core's size; None: feed-forward
+    architecture: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def init(self, keys: jax.Array, obs: jax.Array | None = None) -> dict:
         """Parameters from the first of two keys ``[2]`` (the seam's signature) and an example
         observation batch (default: one zero observation)."""
         obs = _example_observation(self.obs_leaves) if obs is None else obs
-        if self.recurrent:
-            return self._recurrent_init({"trunk": self.network}, keys, obs)
         return {"trunk": self.network.init(keys[0], obs)}
-
-    def _unroll(self, params, carry, obs, start):
-        dist, values, carries = self.network.apply(params["trunk"], obs, carry["trunk"], start)
-        return dist, values, {"trunk": carries}
-
-    def _values_after(self, params, carry, obs, start):
-        return self.network.apply(params["trunk"], obs, carry["trunk"], start)[1]
 
     def distribution(self, params: dict, obs: jax.Array, action_mask: jax.Array | None = None) -> Distribution:
         return _masked(self.network.apply(params["trunk"], obs)[0], action_mask)
@@ -167,10 +110,11 @@ class SharedTrunkActorCritic(Recurrence):
 
 class TrainablePolicy(Protocol):
     """The policy seam as the trainer, evaluation and loading call it (see the module's text).
-    ``ActorCritic``, ``SharedTrunkActorCritic`` and ``NetworkPolicy`` (a user's network) satisfy it;
-    a feed-forward policy has no carry (``recurrent`` False, ``initial_carry`` None)."""
+    ``ActorCritic``, ``SharedTrunkActorCritic`` and ``NetworkPolicy`` satisfy it; a feed-forward
+    policy has no carry (``recurrent`` False, ``initial_carry`` None)."""
 
     action_noise_size: int
+    architecture: dict
 
     @property
     def recurrent(self) -> bool: ...
@@ -183,6 +127,10 @@ class TrainablePolicy(Protocol):
 
     def initial_carry(self, num_envs: int): ...
 
+
+class RecurrentPolicy(TrainablePolicy, Protocol):
+    """A policy with a carry (``recurrent`` True): what ``train.SequenceLayout`` calls."""
+
     def step(self, params: dict, carry, obs, start: jax.Array, action_mask=None): ...
 
     def unroll(self, params: dict, carry, obs, start: jax.Array, action_mask=None): ...
@@ -191,8 +139,9 @@ class TrainablePolicy(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkPolicy(Recurrence):
-    """A user's flax module behind the seam (``make_trainer(..., network=factory)``).
+class NetworkPolicy:
+    """A flax module behind the seam: a user's (``make_trainer(..., network=factory)``) or the
+    built-in recurrent network (``networks.RecurrentActorCritic``).
 
     Feed-forward: ``module(obs) -> (action_params, value)``. Recurrent (the module defines
     ``initial_carry(batch_size) -> carry``): ``module(obs [T, N, ...], carry [N, ...], start [T, N])
@@ -209,13 +158,14 @@ class NetworkPolicy(Recurrence):
     action_size: int
     action_nvec: tuple[int, ...] | None
     action_noise_size: int
-    recurrent_size: int | None = None  # unused: the module's carry is its own
+    architecture: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def recurrent(self) -> bool:
         return hasattr(self.module, "initial_carry")
 
     def initial_carry(self, num_envs: int):
+        """The carry of ``num_envs`` fresh episodes (``None`` for a feed-forward network)."""
         return self.module.initial_carry(num_envs) if self.recurrent else None
 
     def init(self, keys: jax.Array, obs=None) -> dict:
@@ -245,12 +195,32 @@ class NetworkPolicy(Recurrence):
     def value(self, params: dict, obs) -> jax.Array:
         return self._values(self.module.apply(params["network"], obs)[1], obs)
 
+    def step(self, params: dict, carry, obs, start: jax.Array, action_mask: jax.Array | None = None):
+        """One step of every env: ``(dist [N], value [N], carry)``, the carry reset where ``start``."""
+        sequence = jax.tree.map(lambda x: x[None], obs)
+        dist, values, carries = self._unroll(params, carry, sequence, start[None])
+        first = lambda tree: jax.tree.map(lambda x: x[0], tree)
+        return _masked(first(dist), action_mask), values[0], first(carries)
+
+    def unroll(self, params: dict, carry, obs, start: jax.Array, action_mask: jax.Array | None = None):
+        """A time-major sequence ``obs [T, N, ...]`` from its first ``carry`` ``[N, ...]``:
+        ``(dist [T, N], values [T, N])``."""
+        dist, values, _ = self._unroll(params, carry, obs, start)
+        return _masked(dist, action_mask), values
+
+    def value_after(self, params: dict, carry, obs) -> jax.Array:
+        """V(``obs``) read on from ``carry`` (no reset); ``obs [*B, ...]`` with ``carry [*B, ...]``."""
+        batch_shape = self._batch_shape(obs)
+        batch = math.prod(batch_shape)
+        flat = jax.tree.map(lambda x: x.reshape((1, batch) + x.shape[len(batch_shape) :]), obs)
+        flat_carry = jax.tree.map(lambda c: c.reshape((batch,) + c.shape[len(batch_shape) :]), carry)
+        start = jnp.zeros((1, batch), bool)
+        values = self.module.apply(params["network"], flat, flat_carry, start)[1]
+        return self._values(values, flat).reshape(batch_shape)
+
     def _unroll(self, params, carry, obs, start):
         action_params, values, carries = self.module.apply(params["network"], obs, carry, start)
         return self._distribution(params, action_params), self._values(values, obs), carries
-
-    def _values_after(self, params, carry, obs, start):
-        return self._values(self.module.apply(params["network"], obs, carry, start)[1], obs)
 
     def _batch_shape(self, obs) -> tuple[int, ...]:
         leaf, obs_leaf = jax.tree.leaves(obs)[0], jax.tree.leaves(self.obs_leaves, is_leaf=_is_obs_leaf)[0]
@@ -259,14 +229,6 @@ class NetworkPolicy(Recurrence):
     def _values(self, value: jax.Array, obs) -> jax.Array:
         """The network's value without its trailing axis of 1, if it has one beyond the batch's axes."""
         return value[..., 0] if value.ndim == len(self._batch_shape(obs)) + 1 else value
-
-    def value_after(self, params: dict, carry, obs) -> jax.Array:
-        batch_shape = self._batch_shape(obs)
-        batch = math.prod(batch_shape)
-        flat = jax.tree.map(lambda x: x.reshape((1, batch) + x.shape[len(batch_shape) :]), obs)
-        flat_carry = jax.tree.map(lambda c: c.reshape((batch,) + c.shape[len(batch_shape) :]), carry)
-        start = jnp.zeros((1, batch), bool)
-        return self._values_after(params, flat_carry, flat, start).reshape(batch_shape)
 
 
 def _is_obs_leaf(x) -> bool:
@@ -285,8 +247,10 @@ def make_network_policy(factory: Callable, spec: EnvSpec, name: str | None = Non
         raise ConfigError(f"network {name}(action_size=...) must return a flax.linen.Module, "
                           f"got {type(module).__name__}")  # fmt: skip
     # one uniform per logit or action dim, as the built-in policies draw
+    architecture = {"network": type(module).__name__, "recurrent": hasattr(module, "initial_carry"),
+                    "distribution": describe_distribution(spec)}  # fmt: skip
     policy = NetworkPolicy(module, spec.obs_leaves, spec.action_kind, spec.action_size, spec.action_nvec,
-                           spec.action_size)  # fmt: skip
+                           spec.action_size, architecture)  # fmt: skip
     _check_outputs(policy, spec, name)
     return policy
 
@@ -328,17 +292,21 @@ def _masked(dist: Distribution, action_mask: jax.Array | None) -> Distribution:
     return dist if action_mask is None else dist.replace(logits=mask_logits(dist.logits, action_mask))
 
 
-def make_policy(config: PPOConfig, spec: EnvSpec) -> ActorCritic | SharedTrunkActorCritic:
+def make_policy(config: PPOConfig, spec: EnvSpec) -> TrainablePolicy:
     """The policy ``config`` describes, for the env ``spec`` describes (``ConfigError`` when its
     encoder does not fit the observations)."""
     encoding = observation_encoding(config, spec.obs_leaves)
-    core = config.recurrent_size if config.recurrent == "gru" else None
-    network = dict(hidden_sizes=config.hidden_sizes, activation=config.activation, encoding=encoding,
-                   recurrent_size=core)  # fmt: skip
+    network = dict(hidden_sizes=config.hidden_sizes, activation=config.activation, encoding=encoding)
+    architecture = describe_architecture(config, spec)
+    if config.recurrent == "gru":  # the recurrent form a user's network takes, built in
+        module = RecurrentActorCritic(spec.action_size, config.recurrent_size, shared=config.shared_trunk, **network)
+        return NetworkPolicy(module, spec.obs_leaves, spec.action_kind, spec.action_size, spec.action_nvec,
+                             spec.action_size, architecture)  # fmt: skip
     actor = dict(action_kind=spec.action_kind, action_size=spec.action_size, action_nvec=spec.action_nvec)
     if config.shared_trunk:
-        return SharedTrunkActorCritic(ActorCriticTrunk(**actor, **network), spec.obs_leaves, spec.action_size, core)
-    return ActorCritic(Actor(**actor, **network), Critic(**network), spec.obs_leaves, spec.action_size, core)
+        return SharedTrunkActorCritic(ActorCriticTrunk(**actor, **network), spec.obs_leaves, spec.action_size,
+                                      architecture)  # fmt: skip
+    return ActorCritic(Actor(**actor, **network), Critic(**network), spec.obs_leaves, spec.action_size, architecture)
 
 
 def describe_architecture(config: PPOConfig, spec: EnvSpec) -> dict:

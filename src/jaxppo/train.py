@@ -38,14 +38,7 @@ from jaxppo.distributions import uniform_from_bits
 from jaxppo.envs import EnvSpec, VecEnv, make_env
 from jaxppo.gae import compute_gae
 from jaxppo.losses import explained_variance, ppo_loss
-from jaxppo.policy import (
-    NetworkPolicy,
-    TrainablePolicy,
-    describe_architecture,
-    describe_distribution,
-    make_network_policy,
-    make_policy,
-)
+from jaxppo.policy import TrainablePolicy, make_network_policy, make_policy
 
 RECENT_EPISODES = 100  # window of CleanRL's "final return" metric
 # Bits of the ``env_nonfinite`` metric: what the env itself returned as NaN or inf.
@@ -570,11 +563,7 @@ class Trainer:
 
     def architecture(self) -> dict:
         """What the policy is, for this env (``policy.describe_architecture``), with its parameter count."""
-        if isinstance(self.policy, NetworkPolicy):
-            described = {"network": type(self.policy.module).__name__, "recurrent": self.policy.recurrent,
-                         "distribution": describe_distribution(self.spec)}  # fmt: skip
-        else:
-            described = describe_architecture(self.config, self.spec)
+        described = dict(self.policy.architecture)
         params = jax.eval_shape(self.policy.init, jax.random.split(jax.random.key(0), 2))
         described["parameters"] = int(sum(leaf.size for leaf in jax.tree.leaves(params)))
         return described
