@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_cli import ERROR_PREFIX, in_this_process
+from cli_harness import ERROR_PREFIX, in_this_process
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import jaxppo
+from cli_harness import assert_ok, assert_one_line_error, cli, in_this_process
 from envs_for_tests import TemptingBandit
 from jaxppo import ConfigError, PPOConfig, PPOHParams
-from test_cli import assert_ok, assert_one_line_error, cli, in_this_process
 from utils import FULL_OPTIMIZATION
 
 pytestmark = pytest.mark.timeout(300)

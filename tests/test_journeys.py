@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cli import (
+from cli_harness import (
     assert_ok,
     assert_png,
     checkpoint_steps,

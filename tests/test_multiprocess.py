@@ -14,8 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jaxppo.rundir import part_checkpoint_steps
-from test_cli import (
+from cli_harness import (
     ENV,
     RUN_TIMEOUT,
     TINY,
@@ -28,6 +27,7 @@ from test_cli import (
     popen,
     read_rows,
 )
+from jaxppo.rundir import part_checkpoint_steps
 
 pytestmark = pytest.mark.timeout(600)
 SEEDS = 3  # blocks of 2 and 1 seeds

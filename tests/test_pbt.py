@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxppo
+from cli_harness import TINY, assert_ok, assert_png, cli, column, read_rows
 from jaxppo import pbt
 from jaxppo.pbt import PBTConfig, Population, SearchRange, exploit_and_explore, explore, make_pbt_train
-from test_cli import TINY, assert_ok, assert_png, cli, column, read_rows
 from utils import FULL_OPTIMIZATION, tree_equal
 
 CONFIG = jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=8 * 512)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import jaxppo
+from cli_harness import cli, in_parallel, in_this_process
 from jaxppo import train as train_module
 from jaxppo.config import ConfigError
 from jaxppo.probes import Memory
-from test_cli import cli, in_parallel, in_this_process
 from utils import assert_tree_close
 
 pytestmark = pytest.mark.timeout(600)

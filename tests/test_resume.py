@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_harness import ENV, assert_ok, cli, describe, in_this_process, popen
 from jaxppo.loop import CHECKPOINT_MIN_SECONDS, CheckpointCadence
-from test_cli import ENV, assert_ok, cli, describe, in_this_process, popen
 
 pytestmark = pytest.mark.timeout(300)
 TINY = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "128", "--seeds", "2"]
