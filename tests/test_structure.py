@@ -1,5 +1,19 @@
-"""The package's shape: no import cycle between its modules (function-level imports included),
-and no function longer than about 60 lines unless its docstring says why."""
+"""The package's shape: the layers below hold (no module imports one of a layer above it), no import
+cycle between its modules (function-level imports and subpackages included), and no function longer
+than about 60 lines unless its docstring says why.
+
+The layers, from the bottom:
+
+0. ``FOUNDATION``: ``config``, ``spaces``, ``gymnax_import``;
+1. the env suites' adapters (``suites`` and ``suites.*``): on the foundation only (the env seam,
+   ``envs``, reaches them; they never reach back);
+2. ``CORE``: the library's training core (envs, policy, train, parallel, pbt, ...);
+3. ``RUN_FILES``: run directories, read and written (``settings``, ``rundir``, ``factories``,
+   ``loading``: ``jaxppo.load_policy`` and ``load_run`` read what the command line wrote), and the
+   package's public names (``jaxppo/__init__``);
+4. ``COMMAND_LINE``: ``run`` and its host loop and outputs, and the ``evaluate``, ``plot`` and
+   ``merge`` commands. Nothing below imports it.
+"""
 
 import ast
 from pathlib import Path
@@ -8,21 +22,49 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "jaxppo"
 MAX_LINES = 60
 EXCUSE = "Longer than 60 lines:"  # a docstring that starts a sentence with this says why
 
+FOUNDATION = {"config", "spaces", "gymnax_import"}
+CORE = {"envs", "distributions", "networks", "policy", "gae", "losses", "normalize", "xla_cpu", "train", "parallel",
+        "evaluation", "pbt", "probes", "stats"}  # fmt: skip
+RUN_FILES = {"settings", "rundir", "factories", "loading", "__init__"}
+COMMAND_LINE = {"run", "loop", "outputs", "loggers", "evaluate", "plot", "merge", "commandline"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts) if parts != ["__init__"] else "__init__"
+
 
 def _modules() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.glob("*.py"))}
+    """Every module of the package, subpackages included (``suites.base``; a package is its ``__init__``)."""
+    return {_module_name(path): ast.parse(path.read_text(), str(path)) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _layer(module: str) -> int:
+    if module in FOUNDATION:
+        return 0
+    if module == "suites" or module.startswith("suites."):
+        return 1
+    for layer, members in ((2, CORE), (3, RUN_FILES), (4, COMMAND_LINE)):
+        if module in members:
+            return layer
+    raise AssertionError(f"jaxppo.{module} is in no layer: add it to one in tests/test_structure.py")
 
 
 def _imports(tree: ast.Module) -> set[str]:
-    """jaxppo modules a module imports anywhere in its body (top level or inside functions)."""
+    """jaxppo modules a module imports anywhere in its body (top level or inside functions):
+    ``from jaxppo.a.b import c`` names ``a.b`` and ``a.b.c`` (the one that is a module counts)."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             parts = node.module.split(".")
             if parts[0] == "jaxppo":
-                found.update([parts[1]] if len(parts) > 1 else [alias.name for alias in node.names])
+                if len(parts) > 1:
+                    found.add(".".join(parts[1:]))
+                found.update(".".join([*parts[1:], alias.name]) for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("jaxppo."))
+            found.update(a.name.partition(".")[2] for a in node.names if a.name.startswith("jaxppo."))
     return found
 
 
@@ -52,9 +94,15 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert "train" in graph and "run" in graph
+    assert {"train", "run", "suites", "suites.base", "suites.brax"} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    graph = import_graph()
+    upward = [f"{a} -> {b}" for a, imported in graph.items() for b in sorted(imported) if _layer(b) > _layer(a)]
+    assert not upward, upward
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxppo.envs import import_gymnax
+from jaxppo.gymnax_import import import_gymnax
 
-import_gymnax()  # gymnax with its rendering-only imports deferred (see envs.import_gymnax)
+import_gymnax()  # gymnax with its rendering-only imports deferred (see gymnax_import.import_gymnax)
 from gymnax.environments import environment, spaces  # noqa: E402
 
 

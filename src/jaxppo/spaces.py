@@ -2,7 +2,7 @@
 
 A gymnax env declares it from ``action_space(params)`` as it would a ``Discrete``; the policy then
 has one categorical per sub-action (log-probabilities and entropies summed), and an action is an
-int32 vector ``[len(nvec)]``. gymnax is imported lazily (see ``envs.import_gymnax``).
+int32 vector ``[len(nvec)]``. gymnax is imported lazily (see ``gymnax_import.import_gymnax``).
 """
 
 from __future__ import annotations

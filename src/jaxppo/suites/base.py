@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxppo.envs import EPISODE_METRICS, import_gymnax
+from jaxppo.gymnax_import import EPISODE_METRICS, import_gymnax
 
-import_gymnax()  # gymnax with its rendering-only imports deferred (see envs.import_gymnax)
+import_gymnax()  # gymnax with its rendering-only imports deferred (see gymnax_import.import_gymnax)
 from gymnax.environments import environment  # noqa: E402
 
 __all__ = ["EPISODE_METRICS", "RawStep", "SuiteEnv", "SuiteParams", "SuiteState", "raw_key"]

@@ -77,11 +77,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxppo.config import ConfigError
-from jaxppo.envs import import_gymnax
+from jaxppo.gymnax_import import import_gymnax
 from jaxppo.spaces import MultiDiscrete
 from jaxppo.suites.base import EPISODE_METRICS, RawStep, SuiteEnv
 
-import_gymnax()  # gymnax with its rendering-only imports deferred (see envs.import_gymnax)
+import_gymnax()  # gymnax with its rendering-only imports deferred (see gymnax_import.import_gymnax)
 from gymnax.environments import spaces  # noqa: E402
 
 DEFAULT_MAX_STEPS = 10_000  # the time limit of envs without one of their own

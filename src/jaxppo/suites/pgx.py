@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import pgx
 
 from jaxppo.config import ConfigError
-from jaxppo.envs import import_gymnax
+from jaxppo.gymnax_import import import_gymnax
 from jaxppo.suites._brax_like import drop_empty, restore_empty
 from jaxppo.suites.base import EPISODE_METRICS, RawStep, SuiteEnv, SuiteParams
 
