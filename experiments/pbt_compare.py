@@ -83,7 +83,30 @@ def arm_flags(name: str, arm: str, agents: int, steps: int) -> list[str]:
             points *= len(v)
         assert points == agents, f"{name}'s grid has {points} points, not {agents}"
         return [*flags, "--seeds", "1", *values]
-    return [*flags, "--seeds", str(agents), "--pbt", *(f"--pbt-search={s}" for s in search)]
+    population = [*flags, "--seeds", str(agents), "--pbt", *(f"--pbt-search={s}" for s in search)]
+    if arm == "pbt_from_defaults":  # every member starts at the defaults' values, then explores
+        return [*population, *defaults, *default_values(name, defaults, search)]
+    return population
+
+
+def default_values(name: str, defaults: list[str], search: list[str]) -> list[str]:
+    """Flags setting each searched hyperparameter the defaults arm leaves unset to the env's default."""
+    import jaxppo
+    from jaxppo.settings import settings_from_args
+
+    base = ENVS[name][0]
+    args = {k.lstrip("-").replace("-", "_"): v for k, v in zip(base[::2], base[1::2], strict=True)}
+    args["env_id"] = args.pop("env")
+    config = settings_from_args(args).config
+    kind = jaxppo.make_trainer(config).spec.action_kind
+    values = jaxppo.default_hparams(kind)
+    flags = []
+    for text in search:
+        field = text.partition("=")[0]
+        flag = "--" + field.replace("_", "-")
+        if flag not in defaults:
+            flags += [flag, f"{float(getattr(values, field)):g}"]
+    return flags
 
 
 def run_arm(name: str, arm: str, agents: int, steps: int) -> dict:
@@ -105,7 +128,7 @@ def run_arm(name: str, arm: str, agents: int, steps: int) -> dict:
         entry.update(best=best["final_return"]["mean"], best_point=best["swept"], median=float(_median(finals)))
     else:
         entry.update(best=max(finals), median=float(_median(finals)), mean=sum(finals) / len(finals))
-    if arm == "pbt":
+    if arm.startswith("pbt"):
         population = points[0]["pbt"]
         entry.update(exploits=population["exploits"], best_hparams=population["best_hparams"])
     return entry
@@ -142,26 +165,31 @@ def write_docs(results: dict) -> None:
         "",
         "- **defaults**: the env's settings, one seed per agent; **grid**: a grid of as many points as agents "
         "over the searched hyperparameters, one seed each, and its best point; **PBT**: "
-        "`--pbt` with the ranges below (the interval, quantile and exploration at their defaults).",
+        "`--pbt` with the ranges below (the interval, quantile and exploration at their defaults), each member "
+        "starting from draws in the ranges; **PBT from the defaults**: the same, every member starting at the "
+        "defaults' values.",
         "- Final return: per agent, the mean raw return of its last 100 episodes. Best: the best agent "
         "(for the grid, the best point); median: over the agents. Run time: training, compilation excluded, one run "
         "each while other work shared the machine (a grid of one seed per point pads it to the devices: twice the "
         "agents on 2 devices); PBT's overhead is measured apart, below.",
         "",
-        "| env | agents x steps | searched | defaults best / median | grid best (point) | PBT best / median | published | "
-        "run s: defaults / grid / PBT |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| env | agents x steps | searched | defaults best / median | grid best (point) | PBT best / median | "
+        "PBT from the defaults best / median | published | run s: defaults / grid / PBT |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, arms in results["envs"].items():
         d, g, p = arms.get("defaults"), arms.get("grid"), arms.get("pbt")
         if not (d and g and p):
             continue
         point = ", ".join(f"{k}={v:g}" for k, v in g["best_point"].items())
+        f = arms.get("pbt_from_defaults")
+        from_defaults = f"{f['best']:.2f} / {f['median']:.2f}" if f else "not run"
         published, goal = PUBLISHED[name]
-        verdict = "" if goal is None else (" (meets)" if p["best"] >= goal else " (misses)")
+        best_pbt = max(p["best"], f["best"]) if f else p["best"]
+        verdict = "" if goal is None else (" (PBT meets it)" if best_pbt >= goal else " (PBT misses it)")
         lines.append(
             f"| {name} | {p['agents']} x {p['steps']:,} | {'; '.join(ENVS[name][2])} | {d['best']:.2f} / {d['median']:.2f} | {g['best']:.2f} ({point}) "
-            f"| {p['best']:.2f} / {p['median']:.2f} | {published}{verdict if published else ''} | "
+            f"| {p['best']:.2f} / {p['median']:.2f} | {from_defaults} | {published}{verdict if published else ''} | "
             f"{d['run_seconds']:.0f} / {g['run_seconds']:.0f} / {p['run_seconds']:.0f} |"
         )
     for name, o in results.get("overhead", {}).items():
@@ -183,7 +211,7 @@ def write_docs(results: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default=",".join(ENVS), help="comma-separated: " + ", ".join(ENVS))
-    parser.add_argument("--arms", default="defaults,grid,pbt")
+    parser.add_argument("--arms", default="defaults,grid,pbt", help="also: pbt_from_defaults")
     parser.add_argument("--agents", type=int, default=8)
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--docs-only", action="store_true")
