@@ -436,27 +436,29 @@ class HostLoop:
                 self.programs[length] = sharded.lower(self.states_like, self.grid).compile()
             else:
                 population_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.population)
-                run_chunk = jax.jit(lambda st, pop: self._run_population_chunk(st, pop, length))
-                self.programs[length] = run_chunk.lower(self.states_like, population_like).compile()
+                run_chunk = jax.jit(lambda st, pop, done: self._run_population_chunk(st, pop, done, length))
+                done_like = jax.ShapeDtypeStruct((), jnp.int32)
+                self.programs[length] = run_chunk.lower(self.states_like, population_like, done_like).compile()
         return self.programs[length]
 
     def _run_chunk(self, states, grid, length: int):
         states, m = jax.lax.scan(lambda st, _: self.step(st, grid), states, None, length=length)
         return states, jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
 
-    def _run_population_chunk(self, states, population, length: int):
-        """``length`` iterations of the populations: each device steps its own members, and the exploits
-        between iterations read and copy across devices."""
+    def _run_population_chunk(self, states, population, done, length: int):
+        """``length`` iterations of the populations from ``done`` iterations done: each device steps its
+        own members, and the exploits between iterations read and copy across devices."""
         step = parallel.shard_seeds(self.step, self.mesh, (1, 1), 1)
-        body = lambda carry, _: pbt.population_iteration(self.pbt, step, self.population_stream, self.seeds, carry)
-        (states, population), m = jax.lax.scan(body, (states, population), None, length=length)
+        stream = self.population_stream
+        body = lambda carry, i: pbt.population_iteration(self.pbt, step, stream, self.seeds, carry, i)
+        (states, population), m = jax.lax.scan(body, (states, population), done + jnp.arange(length))
         return (states, population), jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), m)  # [G, S, n]
 
     def _advance(self, states, length: int):
         """``length`` iterations from ``states``: ``(states, metrics [G, S, length])``."""
         if self.pbt is None:
             return self.program(length)(states, self.grid)
-        (states, self.population), metrics = self.program(length)(states, self.population)
+        (states, self.population), metrics = self.program(length)(states, self.population, np.int32(self.done))
         return states, metrics
 
     def train(self, states, stopper: Stopper) -> Trained:

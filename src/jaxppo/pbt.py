@@ -265,13 +265,14 @@ def explore(pbt: PBTConfig, key: jax.Array, hparams: PPOHParams, members: jax.Ar
     return hparams.replace(**fields)
 
 
-def population_iteration(pbt: PBTConfig, step: Callable, key: jax.Array, members: int, carry):
-    """One iteration of populations ``[..., P]`` (members on the last leading axis): the exploit
-    when due (every ``pbt.interval`` iterations done, before the next rollout), then ``step(states,
-    hparams [..., P]) -> (states, metrics)``; returns ``((states, population), metrics)``."""
+def population_iteration(pbt: PBTConfig, step: Callable, key: jax.Array, members: int, carry, done: jax.Array):
+    """One iteration of populations ``[..., P]`` (members on the last leading axis), ``done``
+    iterations done before it (a scalar the caller counts: read from the members' states, it would
+    cost the devices an exchange every iteration): the exploit when due (every ``pbt.interval``
+    iterations, before the next rollout), then ``step(states, hparams [..., P]) -> (states,
+    metrics)``; returns ``((states, population), metrics)``."""
     states, population = carry
     lead = population.window_episodes.ndim
-    done = states.iteration.reshape(-1)[0]  # every member has done as many iterations
     due = (done > 0) & (done % pbt.interval == 0)
 
     def exploit(operands):
@@ -322,8 +323,9 @@ def make_pbt_train(config: PPOConfig, pbt: PBTConfig, env=None, env_params=None,
         population = initial_population(pbt, hparams, trainer.spec.action_kind, draws, (members,))
         states = jax.vmap(trainer.init)(key, population.hparams)
         step = jax.vmap(trainer.step)
-        body = lambda carry, _: population_iteration(pbt, step, stream, members, carry)
-        (states, _), metrics = jax.lax.scan(body, (states, population), None, length=trainer.config.num_iterations)
+        body = lambda carry, done: population_iteration(pbt, step, stream, members, carry, done)
+        iterations = jnp.arange(trainer.config.num_iterations)
+        (states, _), metrics = jax.lax.scan(body, (states, population), iterations)
         return TrainResult(metrics=jax.tree.map(lambda x: jnp.moveaxis(x, 0, -1), metrics), state=states)
 
     return train
