@@ -5,7 +5,10 @@ into an ``EnvSpec`` (action kind and size, bounds, observation shape) and reject
 cannot handle with a ``ConfigError``. ``VecEnv`` is the trainer's only view of it: ``num_envs``
 copies reset and stepped together, each step returning the pre-reset observation next to the
 auto-reset one, and the termination and truncation flags apart. The trainer touches no gymnax
-detail; a suite with another step API needs only its own ``VecEnv``-shaped adapter.
+detail. Every env reaches ``VecEnv`` as a gymnax ``Environment``: a suite with another step API is
+added as an adapter module under ``jaxppo.suites`` (a ``suites.base.SuiteEnv`` subclass with
+``raw_reset`` and ``raw_step``, and a ``make(name, **env_kwargs)``), registered in
+``suites.SUITES``; ``make`` below then returns its envs for ids ``suite/name``.
 """
 
 from __future__ import annotations
@@ -115,9 +118,10 @@ class VecEnv:
 # wait until the CLI has chosen the number of host devices (see xla_cpu.use_host_devices).
 
 # Imported by gymnax at start-up for rendering only: Pong imports seaborn (and with it scipy.stats and
-# pandas) and matplotlib.colors, Catch imports matplotlib.pyplot; about 2-3 s of every start. They are
+# pandas) and matplotlib.colors, Catch imports matplotlib.pyplot: most of gymnax's import time. They are
 # deferred to their first use, so a run that never renders never pays for them. The matplotlib package
-# itself is deferred too (0.2 s): a submodule's stand-in is also an attribute of its parent's stand-in.
+# itself is deferred too (docs/performance.md measures both): a submodule's stand-in is also an attribute
+# of its parent's stand-in.
 DEFERRED_RENDERING_MODULES = ("seaborn", "matplotlib", "matplotlib.pyplot", "matplotlib.colors")
 
 

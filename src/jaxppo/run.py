@@ -380,7 +380,7 @@ def _start_jax(args: dict) -> None:
     from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices
 
     use_host_devices(host_devices)  # before anything starts jax's backends
-    unroll_threefry_on_cpu()  # the same random bits, about 3 s less compiling on CPU
+    unroll_threefry_on_cpu()  # the same random bits, compiled faster on CPU (docs/performance.md)
     _join_processes(
         args.pop("coordinator_address", None), args.pop("num_processes", None), args.pop("process_id", None)
     )
@@ -570,7 +570,7 @@ def cli() -> None:
 
     A successful single-process run ends with ``os._exit`` once its output is flushed: every
     file is written and closed by then, and the interpreter's teardown (XLA's client and thread
-    pools, the loaded libraries) took about 0.9 s of a 30 s CartPole run. With several
+    pools, the loaded libraries) would only add seconds of nothing (docs/performance.md). With several
     processes, ``jax.distributed`` must shut down together; wandb syncs at exit: both exit normally.
     """
     code = main()
