@@ -5,7 +5,10 @@ into an ``EnvSpec`` (action kind and size, bounds, observation shape) and reject
 cannot handle with a ``ConfigError``. ``VecEnv`` is the trainer's only view of it: ``num_envs``
 copies reset and stepped together, each step returning the pre-reset observation next to the
 auto-reset one, and the termination and truncation flags apart. The trainer touches no gymnax
-detail; a suite with another step API needs only its own ``VecEnv``-shaped adapter.
+detail. Every env reaches ``VecEnv`` as a gymnax ``Environment``: a suite with another step API is
+added as an adapter module under ``jaxppo.suites`` (a ``suites.base.SuiteEnv`` subclass with
+``raw_reset`` and ``raw_step``, and a ``make(name, **env_kwargs)``), registered in
+``suites.SUITES``; ``make`` below then returns its envs for ids ``suite/name``.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ import types
 EPISODE_METRICS = "episode_metrics"  # info key of an env's per-episode statistics (see suites.base)
 
 # Imported by gymnax at start-up for rendering only: Pong imports seaborn (and with it scipy.stats and
-# pandas) and matplotlib.colors, Catch imports matplotlib.pyplot; about 2-3 s of every start. They are
+# pandas) and matplotlib.colors, Catch imports matplotlib.pyplot: most of gymnax's import time. They are
 # deferred to their first use, so a run that never renders never pays for them. The matplotlib package
-# itself is deferred too (0.2 s): a submodule's stand-in is also an attribute of its parent's stand-in.
+# itself is deferred too (docs/performance.md measures both): a submodule's stand-in is also an attribute
+# of its parent's stand-in.
 DEFERRED_RENDERING_MODULES = ("seaborn", "matplotlib", "matplotlib.pyplot", "matplotlib.colors")
 
 

@@ -227,8 +227,8 @@ def garbage_collection_paused():
     """Python's cyclic garbage collector off inside the block, as it was after it.
 
     Tracing a training program allocates millions of short-lived objects, which trigger
-    collections that walk everything alive (jax, flax, gymnax...): about 0.25 s of the CLI's
-    start-up for CartPole. Cycles made meanwhile are collected after the block.
+    collections that walk everything alive (jax, flax, gymnax...): a visible part of the CLI's
+    start-up for CartPole (docs/performance.md). Cycles made meanwhile are collected after the block.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -242,7 +242,7 @@ def garbage_collection_paused():
 def preload_output_modules():
     """Import the checkpoint and plotting libraries in a background thread while training runs.
 
-    The main thread only waits for the devices then, and these imports (about 1 s) would
+    The main thread only waits for the devices then, and these imports (most of a second) would
     otherwise delay the first checkpoint and the plot at the end. The main thread calls the
     returned function (it waits for the imports) before it saves or plots, so no module is ever
     imported by both threads at once.
@@ -386,7 +386,7 @@ class HostLoop:
         with garbage_collection_paused():  # tracing, not training
             if states is None:
                 # Each device initialises its own seeds: moving states made on one device to all of
-                # them took about 1 s (8 seeds, 2 CPU devices) against nothing for the sharded keys.
+                # them cost a measurable delay against nothing for the sharded keys (docs/performance.md).
                 keys = parallel.pad_seeds(run_keys(self.settings, self.seed_range), 0, self.padded)
                 keys = jax.device_put(keys, NamedSharding(self.mesh, P(parallel.SEED_AXIS)))
                 if self.pbt is None:
@@ -398,7 +398,7 @@ class HostLoop:
                     init = jax.vmap(jax.vmap(self.trainer.init), in_axes=(None, 0))
                     init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, 1), 1)).lower(keys, self.population.hparams)
                 # XLA compiles (or loads) the init program while this thread traces the chunk program
-                # from the init's output shapes: about 1.5 s less start-up on 2 cores.
+                # from the init's output shapes: a shorter start-up (docs/performance.md).
                 init_compiled = in_background(init.compile)
                 self.states_like = init.out_info
             else:

@@ -1,6 +1,6 @@
 """The networks: observation encoders and MLP heads, with CleanRL's orthogonal initialisation.
 
-One network reads an observation as ``Encoder -> MLP hidden layers -> heads``: the ``Encoder``
+A feed-forward network reads an observation as ``Encoder -> MLP hidden layers -> heads``: the ``Encoder``
 flattens vector leaves and convolves image leaves (``LeafEncoder`` says which, per leaf), the
 ``MLP`` maps the concatenated features through its hidden layers to one linear head per output.
 ``policy`` puts these networks together behind the policy seam: an ``Actor`` and a ``Critic``
@@ -11,8 +11,8 @@ is the built-in recurrent network, in the form a user's recurrent network takes
 Kernels are drawn with ``xla_cpu.orthogonal_kernels`` (a polar factor instead of a QR
 decomposition, all of a module's kernels from one draw and one loop: see there why). The
 convolutions are im2col (``conv_patches``) followed by a Dense layer: on XLA:CPU a convolution
-vmapped over seeds' weights lowers to a grouped convolution that ran 5-12x slower than the same
-numbers as a matmul (``experiments/bench_encoders.py``, docs/performance.md).
+vmapped over seeds' weights lowers to a grouped convolution that runs several times slower than the
+same numbers as a matmul (``experiments/bench_encoders.py``; the measurement: docs/performance.md).
 """
 
 from __future__ import annotations

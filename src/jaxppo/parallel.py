@@ -1,8 +1,9 @@
 """Seeds across devices: ``jax.sharding`` on the seed axis, padding, and seed chunks.
 
 - ``use_host_devices()`` makes XLA:CPU expose one device per core (call it before jax runs
-  anything); the CLI does it by default. On a 2-core CPU, 8 seeds ran about 2.4x faster sharded
-  over 2 host devices than on one.
+  anything); the CLI does it by default. Seeds sharded over one host device per core train
+  more than twice as fast as on one device, since XLA:CPU runs one device's program mostly on one
+  core (docs/performance.md).
 - ``train_many(config, keys, hparams)`` trains seeds (and a grid) sharded over all local
   devices with a ``Mesh``/``NamedSharding`` on the seed axis. Seed counts that do not divide
   the device count are padded with copies of the last seed, dropped afterwards (vmapped seeds
@@ -94,7 +95,7 @@ def batched_init(trainer, grid_size: int, sequential: bool = False):
 
     ``sequential`` initialises one agent after another (``lax.map``): the same states, and on
     CPU, where agents run one after another anyway, it compiles in about half the time of the
-    vmapped init (3.5 s against 7 s at 8 seeds), for no measurable run time.
+    vmapped init, for no measurable run time (docs/performance.md).
     """
     vmapped = jax.vmap(jax.vmap(trainer.init, in_axes=(0, None)), in_axes=(None, 0), axis_size=grid_size)
     if not sequential:

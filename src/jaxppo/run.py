@@ -193,6 +193,65 @@ def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
         hp.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_number)
 
 
+
+# ------------------------------------------------------------ the flag reference (docs/cli.md)
+FLAGS_BEGIN, FLAGS_END = "<!-- generated: flags -->", "<!-- /generated -->"
+_FIELD_GROUPS = {"PPOConfig": "PPOConfig", "PPOHParams": "PPOHParams"}
+
+
+def _flag_value(action: argparse.Action) -> str:
+    """What a flag takes: nothing for a switch, its choices, or its metavar (the dest, upper-cased, by default)."""
+    if action.nargs == 0:
+        return ""
+    if action.choices:
+        return " \\| ".join(f"`{choice}`" for choice in action.choices)
+    named = {_int: "INT", _number: "NUMBER", _optional_number: "NUMBER or none", _steps: "N"}
+    return f"`{action.metavar or named.get(action.type) or action.dest.upper()}`"
+
+
+def _flag_help(action: argparse.Action, group: str) -> str:
+    """The flag's help text as ``--help`` prints it (``%%`` expanded); a field's flag names its field."""
+    text = ""
+    if action.help:
+        params = {k: v for k, v in vars(action).items() if v is not argparse.SUPPRESS}
+        text = action.help % {**params, "prog": PROG}
+    field = next((cls for key, cls in _FIELD_GROUPS.items() if group.startswith(key)), None)
+    if field:
+        text = f"`{field}.{action.dest}`" + (f": {text}" if text else "")
+    if "append" in type(action).__name__.lower():
+        text += " (repeatable)" if "repeatable" not in text else ""
+    return text.replace("|", "\\|")
+
+
+def flag_reference() -> str:
+    """Every flag of ``build_parser()`` as Markdown: a table per argparse group (flags, value, help)."""
+    parser = build_parser()
+    parts = []
+    for group in parser._action_groups:
+        actions = [a for a in group._group_actions if a.option_strings and a.help is not argparse.SUPPRESS]
+        actions = [a for a in actions if not isinstance(a, argparse._HelpAction)]
+        if not actions:
+            continue
+        parts += [f"### {group.title}", "", "| flag | value | what it does |", "| --- | --- | --- |"]
+        for action in actions:
+            flags = ", ".join(f"`{flag}`" for flag in action.option_strings)
+            parts.append(f"| {flags} | {_flag_value(action)} | {_flag_help(action, group.title)} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def write_flag_reference(path: str | Path = "docs/cli.md") -> None:
+    """Replace the block between ``FLAGS_BEGIN`` and ``FLAGS_END`` in ``path`` with ``flag_reference()``:
+    ``python -c "from jaxppo.run import write_flag_reference; write_flag_reference()"``."""
+    path = Path(path)
+    text = path.read_text()
+    head, found, rest = text.partition(FLAGS_BEGIN)
+    _, found_end, tail = rest.partition(FLAGS_END)
+    if not (found and found_end):
+        raise ValueError(f"{path} has no {FLAGS_BEGIN} ... {FLAGS_END} block")
+    path.write_text(f"{head}{FLAGS_BEGIN}\n{flag_reference()}{FLAGS_END}{tail}")
+
+
 # ------------------------------------------------------------ the run
 def _require(module: str, flag: str, extra: str) -> None:
     import importlib.util
@@ -321,7 +380,7 @@ def _start_jax(args: dict) -> None:
     from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices
 
     use_host_devices(host_devices)  # before anything starts jax's backends
-    unroll_threefry_on_cpu()  # the same random bits, about 3 s less compiling on CPU
+    unroll_threefry_on_cpu()  # the same random bits, compiled faster on CPU (docs/performance.md)
     _join_processes(
         args.pop("coordinator_address", None), args.pop("num_processes", None), args.pop("process_id", None)
     )
@@ -511,7 +570,7 @@ def cli() -> None:
 
     A successful single-process run ends with ``os._exit`` once its output is flushed: every
     file is written and closed by then, and the interpreter's teardown (XLA's client and thread
-    pools, the loaded libraries) took about 0.9 s of a 30 s CartPole run. With several
+    pools, the loaded libraries) would only add seconds of nothing (docs/performance.md). With several
     processes, ``jax.distributed`` must shut down together; wandb syncs at exit: both exit normally.
     """
     code = main()

@@ -2,8 +2,9 @@
 
 On XLA:CPU every random draw, loop, sort comparator and per-array update compiles to kernels of
 its own, and compiling was most of a short CPU run (``docs/performance.md``). Each helper below
-replaces one such construct with an equivalent that compiles to less, and says what it measured
-(CartPole-v1, CleanRL defaults, 8 vmapped seeds, 2-core AMD EPYC VM, jax 0.10.2). The training
+replaces one such construct with an equivalent that compiles to less, and says what it saves (the
+measurements, on CartPole-v1 with CleanRL's defaults and 8 vmapped seeds, are in
+``docs/performance.md``). The training
 loop (and, for the initialiser, ``networks``; for the last two, the CLI) calls them by plain names:
 
 - ``shuffle``: the epochs' minibatch permutations by packed single-array sorts;
@@ -50,14 +51,14 @@ def random_permutations(key: jax.Array, count: int, size: int) -> jax.Array:
     """``count`` independent, uniformly random permutations of ``range(size)``: ``[count, size]`` int32.
 
     ``jax.random.permutation`` sorts random keys together with the indices, which XLA:CPU does
-    through a generic comparator: about 450 us for 4 x 512 elements, 10 % of a CartPole
-    iteration. Sorting one uint32 array is about 10x faster, so each round here packs random high
+    through a generic comparator, a noticeable share of a CartPole iteration. Sorting one uint32
+    array is an order of magnitude faster, so each round here packs random high
     bits with every element's current position in the low bits and sorts that array alone; the
     sorted low bits are the new order. Equal random bits keep two elements in their current order,
     so rounds repeat until ``3 * log2(size)`` random bits are drawn (jax's own criterion for its
     rounds): each round's order is independent of the arrangement it is applied to, and a pair
     tied in every round is rarer than ``1 / size``. Larger batches use ``jax.random.permutation``.
-    The CLI's CartPole run trained in 21.5 s against 23.8 s with the key-value sort.
+    The CLI's CartPole run trains about a tenth faster than with the key-value sort.
     """
     shape = shuffle_noise_shape(count, size)
     return shuffle(None if shape is None else jax.random.bits(key, shape, jnp.uint32), key, count, size)
@@ -95,8 +96,8 @@ def raveled(optimizer: optax.GradientTransformation) -> optax.GradientTransforma
     """``optimizer`` applied to all parameters raveled into one vector (its state is over that
     vector): the same arithmetic per element as per array for an element-wise transformation
     (clipping by the global norm, Adam, a learning rate, weight decay), but one fused step to
-    compile instead of one per parameter array (0.3-1 s less compiling, 0.3-0.6 s less tracing, run
-    time within the noise). Not for transformations that treat each array apart (LAMB's or LARS's
+    compile instead of one per parameter array (less compiling and tracing, run time within the
+    noise). Not for transformations that treat each array apart (LAMB's or LARS's
     per-layer trust ratios, ``optax.masked``): those see one array here."""
 
     def init(params):
@@ -120,7 +121,7 @@ def apply_update(optimizer: optax.GradientTransformation, params, grads, opt_sta
 # ------------------------------------------------------------------------- all finite
 def all_finite(tree) -> jax.Array:
     """Whether every float in ``tree`` is finite: one reduction to compile instead of one per leaf
-    (the divergence guard checks about 38 arrays: 1.3-3.3 s less compiling)."""
+    (the divergence guard checks about 38 arrays: seconds less compiling)."""
     leaves = [x.ravel() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.isfinite(jnp.concatenate(leaves)).all()
 
@@ -131,7 +132,7 @@ def draw_bits(key: jax.Array, shapes: Sequence[tuple[int, ...]]) -> list[jax.Arr
 
     One hash to compile instead of one per draw: an iteration used to draw three times per
     rollout step (a split, the action sample, the env keys) and once per shuffle, and each draw
-    compiled to large kernels of its own (``train`` compiled 11.8 -> 8.6 s, CartPole 8 seeds).
+    compiled to large kernels of its own (``train`` compiles in about three quarters of the time).
     """
     sizes = [math.prod(shape) for shape in shapes]
     bits = jax.random.bits(key, (sum(sizes),), jnp.uint32)
@@ -177,8 +178,8 @@ def polar_factor(matrix: jax.Array, iterations: int = 60) -> jax.Array:
 def orthogonal_kernels(key: jax.Array, shapes: Sequence[tuple[int, int]], scales: Sequence[float]) -> list[jax.Array]:
     """``scale * Q`` with ``Q`` orthogonal for each 2-D ``shape``: one Gaussian draw, one loop.
 
-    All of a network's kernels at once: one draw and one loop per layer cost about 2.5 s of
-    compile time (the init program compiled in 6.3 s, then 3.9 s).
+    All of a network's kernels at once: one draw and one loop per layer made the init program
+    compile about 1.6 times as long.
     """
     talls = [(max(shape), min(shape)) for shape in shapes]
     sizes = [rows * cols for rows, cols in talls]
@@ -228,9 +229,8 @@ def unroll_threefry_on_cpu() -> bool:
     unrolled in one out-of-line function, instead of a 5-step loop inlined at every draw.
 
     Every ``jax.random`` draw is a Threefry hash. With the loop, XLA:CPU unrolls and fuses each
-    of them into large kernels of its own: about 5 s of the 11 s it took to compile
-    ``jit(vmap(make_train(config)))`` for CartPole at 8 seeds on a 2-core CPU, and this lowering
-    saves 2 to 3.5 s of it. The hash is the same, so every draw gives the same bits (tested on
+    of them into large kernels of its own: about half the compile time of
+    ``jit(vmap(make_train(config)))`` for CartPole, of which this lowering saves a good part. The hash is the same, so every draw gives the same bits (tested on
     draws and on a training run).
 
     Process-wide: it registers a CPU lowering for ``jax.extend.random.threefry2x32_p``, so every
@@ -257,7 +257,7 @@ def use_host_devices(count: int | None = None) -> bool:
     """Ask XLA:CPU for ``count`` host devices (default: one per core) via ``XLA_FLAGS``.
 
     XLA:CPU runs one program on one device mostly on one core; with one device per core, seeds
-    sharded over them ran about 2.4x faster (8 seeds, 2 cores). Takes effect only before jax
+    sharded over them train more than twice as fast on two cores. Takes effect only before jax
     initialises its backends (before any computation); returns whether it could. An explicit
     device count already in ``XLA_FLAGS`` is kept. Harmless on GPU/TPU machines.
     """

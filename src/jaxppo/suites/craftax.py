@@ -35,7 +35,8 @@ the final observation by the reset one).
 
 Cost: the same-step auto-reset generates a world at every step (selected only where an episode
 ended), which is most of a step on CPU; with XLA:CPU's YNNPACK fusions switched off
-(``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``) it is 5.6x cheaper.
+(``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``) it is several times cheaper
+(docs/performance.md).
 """
 
 from __future__ import annotations

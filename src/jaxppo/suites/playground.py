@@ -6,7 +6,7 @@ config_overrides=env_kwargs)``: ``env_kwargs`` override fields of the env's defa
 (``registry.get_default_config(name)``), dotted keys for nested ones (``ctrl_dt=0.02``,
 ``impl="warp"``, ``vision_config.cam_res=[32, 32]``). One default differs from Playground's:
 ``impl`` is ``"jax"`` (MJX's JAX implementation) unless given, because Playground's ``"warp"``
-runs its kernels outside XLA and steps about 50x slower on a CPU. Playground's
+runs its kernels outside XLA and steps far slower on a CPU (docs/performance.md). Playground's
 ``wrap_for_brax_training`` (brax's ``EpisodeWrapper`` and Playground's ``BraxAutoResetWrapper``)
 is not used.
 

@@ -1,0 +1,79 @@
+"""Generated documentation matches the code: docs/cli.md's flag reference is what ``jaxppo.run``
+renders, and every PPOConfig and PPOHParams field has a flag."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+from jaxppo.config import PPOConfig, PPOHParams
+from jaxppo.run import FLAGS_BEGIN, FLAGS_END, build_parser, flag_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+REGENERATE_FLAGS = "python -c \"from jaxppo.run import write_flag_reference; write_flag_reference('docs/cli.md')\""
+
+
+def _block(text: str, begin: str, end: str) -> str:
+    match = re.search(re.escape(begin) + r"\n(.*?)" + re.escape(end), text, re.S)
+    assert match, f"no {begin} ... {end} block"
+    return match.group(1)
+
+
+def test_the_flag_reference_in_docs_cli_is_what_the_parser_renders():
+    written = _block((ROOT / "docs" / "cli.md").read_text(), FLAGS_BEGIN, FLAGS_END)
+    assert written == flag_reference(), f"docs/cli.md's flag reference is stale; regenerate it: {REGENERATE_FLAGS}"
+
+
+def test_every_config_and_hparam_field_has_a_flag():
+    flags = {flag for action in build_parser()._actions for flag in action.option_strings}
+    special = {"env_id": "--env", "env_kwargs": "--env-kwarg"}
+    fields = [f.name for f in dataclasses.fields(PPOConfig)] + [f.name for f in dataclasses.fields(PPOHParams)]
+    missing = [name for name in fields if special.get(name, "--" + name.replace("_", "-")) not in flags]
+    assert not missing, f"fields without a flag: {missing}"
+
+
+def test_the_flag_reference_lists_every_flag():
+    reference = flag_reference()
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in ("-h", "--help") or f"`{flag}`" in reference, flag
+
+
+def _collect():
+    """experiments/collect.py as a module (it assembles from experiments/results/, no run directory needed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("collect", ROOT / "experiments" / "collect.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REGENERATE_RESULTS = "python experiments/collect.py (with no run directories it rewrites from experiments/results/)"
+
+
+def test_the_results_tables_are_generated_from_the_fragments():
+    collect = _collect()
+    results = ROOT / "experiments" / "results"
+    for path in (ROOT / "README.md", ROOT / "docs" / "results.md"):
+        written = _block(path.read_text(), collect.RESULTS_BEGIN, collect.GENERATED_END)
+        assert written == collect.generated_results(path.name, results), (
+            f"{path.name}'s results block differs from the fragments; regenerate it: {REGENERATE_RESULTS}"
+        )
+    assert (ROOT / "experiments" / "RESULTS.md").read_text() == collect.results_md(results), (
+        f"experiments/RESULTS.md differs from the fragments; regenerate it: {REGENERATE_RESULTS}"
+    )
+
+
+def test_the_results_columns_say_which_statistic_each_interval_is_of():
+    collect = _collect()
+    row = collect.parse_row((ROOT / "experiments" / "results" / "pendulum_bootstrap.md").read_text())
+    assert row["iqm_ci"] == collect.NOT_RECORDED  # fragments keep no per-seed values: the IQM's CI is not recomputed
+    readme = _block((ROOT / "README.md").read_text(), collect.RESULTS_BEGIN, collect.GENERATED_END)
+    assert "| IQM | 95 % bootstrap CI of the mean |" in readme
+    assert "| IQM | 95 % bootstrap CI of the mean | 95 % bootstrap CI of the IQM |" in collect.results_md(
+        ROOT / "experiments" / "results"
+    )
+
+
+def test_the_readme_stays_short():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 400
