@@ -169,13 +169,12 @@ def write_docs(results: dict) -> None:
         "starting from draws in the ranges; **PBT from the defaults**: the same, every member starting at the "
         "defaults' values.",
         "- Final return: per agent, the mean raw return of its last 100 episodes. Best: the best agent "
-        "(for the grid, the best point); median: over the agents. Run time: training, compilation excluded, one run "
-        "each while other work shared the machine (a grid of one seed per point pads it to the devices: twice the "
-        "agents on 2 devices); PBT's overhead is measured apart, below.",
+        "(for the grid, the best point); median: over the agents. The runs' times are in the JSON; they ran while "
+        "other work shared the machine, so PBT's overhead is measured apart, below.",
         "",
         "| env | agents x steps | searched | defaults best / median | grid best (point) | PBT best / median | "
-        "PBT from the defaults best / median | published | run s: defaults / grid / PBT |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "PBT from the defaults best / median | published |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, arms in results["envs"].items():
         d, g, p = arms.get("defaults"), arms.get("grid"), arms.get("pbt")
@@ -189,8 +188,7 @@ def write_docs(results: dict) -> None:
         verdict = "" if goal is None else (" (PBT meets it)" if best_pbt >= goal else " (PBT misses it)")
         lines.append(
             f"| {name} | {p['agents']} x {p['steps']:,} | {'; '.join(ENVS[name][2])} | {d['best']:.2f} / {d['median']:.2f} | {g['best']:.2f} ({point}) "
-            f"| {p['best']:.2f} / {p['median']:.2f} | {from_defaults} | {published}{verdict if published else ''} | "
-            f"{d['run_seconds']:.0f} / {g['run_seconds']:.0f} / {p['run_seconds']:.0f} |"
+            f"| {p['best']:.2f} / {p['median']:.2f} | {from_defaults} | {published}{verdict if published else ''} |"
         )
     for name, o in results.get("overhead", {}).items():
         lines.append("")
