@@ -7,6 +7,7 @@ workarounds the loop uses) live in ``jaxppo.xla_cpu``.
 from jaxppo import xla_cpu
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams, UnresolvedConfigError, default_hparams, hparam_grid
 from jaxppo.evaluation import evaluate
+from jaxppo.exporting import export_policy
 from jaxppo.gae import compute_gae
 from jaxppo.loading import Policy, load_policy, load_run
 from jaxppo.parallel import train_many
@@ -27,6 +28,7 @@ __all__ = [
     "compute_gae",
     "default_hparams",
     "evaluate",
+    "export_policy",
     "hparam_grid",
     "load_policy",
     "load_run",
