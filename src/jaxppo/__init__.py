@@ -12,6 +12,7 @@ from jaxppo.gae import compute_gae
 from jaxppo.loading import Policy, load_policy, load_run
 from jaxppo.parallel import train_many
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
+from jaxppo.video import render_agent, render_episodes, save_video
 from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices  # noqa: F401  (older homes; see xla_cpu)
 
 __version__ = "0.1.0"
@@ -34,6 +35,9 @@ __all__ = [
     "load_run",
     "make_train",
     "make_trainer",
+    "render_agent",
+    "render_episodes",
+    "save_video",
     "train_many",
     "xla_cpu",
 ]
