@@ -48,7 +48,7 @@ def pytest_unconfigure(config):
 LONGEST_FIRST = [
     "test_journeys", "test_cli", "test_learning", "test_recurrent", "test_suite_craftax", "test_faults", "test_resume",
     "test_multiprocess", "test_custom_networks", "test_encoders", "test_train", "test_suite_sweep", "test_cli_fuzz",
-    "test_suite_xminigrid", "test_suite_playground", "test_suite_pgx",
+    "test_suite_xminigrid", "test_render_suites", "test_render", "test_suite_playground", "test_suite_pgx",
     "test_suite_jumanji", "test_suite_brax", "test_envs", "test_suite_navix", "test_parallel",
     "test_action_spaces", "test_entry_points", "test_seams", "test_compilation", "test_golden", "test_policy_api",
 ]  # fmt: skip

@@ -39,10 +39,10 @@ class ExportedPolicy(NamedTuple):
 def check_export_path(out, flag: str = "out") -> Path:
     """``out`` if a ``.jaxexport`` file can be written there, else ``ConfigError`` naming ``flag``."""
     out = Path(out)
-    if out.suffix != SUFFIX:
-        raise ConfigError(f"{flag} {out} does not end in {SUFFIX}; name the file to write, e.g. policy{SUFFIX}")
     if out.is_dir():
         raise ConfigError(f"{flag} {out} is a directory; name a file in it, e.g. {out / ('policy' + SUFFIX)}")
+    if out.suffix != SUFFIX:
+        raise ConfigError(f"{flag} {out} does not end in {SUFFIX}; name the file to write, e.g. policy{SUFFIX}")
     if not out.parent.is_dir():
         raise ConfigError(f"{flag} {out}: directory {out.parent} does not exist; create it or choose another path")
     if not os.access(out.parent, os.W_OK | os.X_OK):

@@ -182,13 +182,13 @@ def _classic(env, params) -> Renderer:
 
 # ------------------------------------------------------------------ MinAtar (gymnax's and pgx's)
 def minatar_picture(grid: jax.Array) -> jax.Array:
-    """A MinAtar observation ``[10, 10, C]`` as an RGB picture: each cell the colour of its last set
-    channel, black where none is, ``MINATAR_CELL`` pixels a cell."""
+    """A MinAtar observation ``[10, 10, C]`` as an RGB picture: each cell the colour of its first set
+    channel (the games list the moving pieces first: Breakout's ball shows over a brick), black
+    where none is, ``MINATAR_CELL`` pixels a cell."""
     grid = jnp.asarray(grid) > 0
     channels = grid.shape[-1]
     colours = jnp.asarray(np.resize(MINATAR_COLOURS, (channels, 3)))
-    last = channels - 1 - jnp.argmax(grid[..., ::-1], axis=-1)
-    cells = jnp.where(grid.any(-1)[..., None], colours[last], 0).astype(jnp.uint8)
+    cells = jnp.where(grid.any(-1)[..., None], colours[jnp.argmax(grid, axis=-1)], 0).astype(jnp.uint8)
     return jnp.repeat(jnp.repeat(cells, MINATAR_CELL, axis=0), MINATAR_CELL, axis=1)
 
 

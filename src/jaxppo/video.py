@@ -41,10 +41,10 @@ def check_video_path(out, flag: str = "out") -> Path:
     """``out`` if a video can be written there (a ``.gif`` or ``.mp4`` name in a writable
     directory), else ``ConfigError`` naming ``flag``."""
     out = Path(out)
-    if out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ConfigError(f"{flag} {out} does not end in .gif or .mp4; name the video to write, e.g. episode.gif")
     if out.is_dir():
         raise ConfigError(f"{flag} {out} is a directory; name a file in it, e.g. {out / 'episode.gif'}")
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ConfigError(f"{flag} {out} does not end in .gif or .mp4; name the video to write, e.g. episode.gif")
     if not out.parent.is_dir():
         raise ConfigError(f"{flag} {out}: directory {out.parent} does not exist; create it or choose another path")
     if not os.access(out.parent, os.W_OK | os.X_OK):
