@@ -32,9 +32,18 @@ def _compile_fast_into_this_runs_cache() -> None:
     jax.devices()
 
 
+def _headless_mujoco() -> None:
+    """MuJoCo's offscreen renderer (``test_render_suites``) without a display: ``MUJOCO_GL`` is read
+    when mujoco is first imported, which a suite module's ``importorskip`` does at collection."""
+    from jaxppo.frames import headless_mujoco
+
+    headless_mujoco()
+
+
 _CACHE_VARIABLE = "JAXPPO_TESTS_RUN_CACHE"
 _RUN_CACHE: Path | None = None  # set in the process that made the directory, which removes it
 _compile_fast_into_this_runs_cache()
+_headless_mujoco()
 
 
 def pytest_unconfigure(config):

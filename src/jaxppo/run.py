@@ -116,10 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-episodes", type=_int, metavar="N", help="evaluate the final policies on N episodes")
     run.add_argument("--eval-every", type=_int, metavar="K",
                      help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
-    run.add_argument("--video-every", type=_int, metavar="K",
-                     help="every K iterations, a GIF of one evaluation episode of grid point 0, seed 0 in "
-                          "videos/ of the run directory (at most 1000 steps; logged to TensorBoard and W&B when "
-                          "they are on); the same as python -m jaxppo.render of that iteration's checkpoint")  # fmt: skip
+    run.add_argument("--video-every", type=_int, metavar="K", help="every K iterations, videos/iteration_K.gif: "
+                     "python -m jaxppo.render of that checkpoint (at most 1000 steps; to TensorBoard, W&B if on)")
     run.add_argument("--tensorboard", action="store_true",
                      help="write TensorBoard logs, one run per (grid point, seed) "
                           "(pip install jaxppo[tensorboard])")  # fmt: skip
