@@ -199,6 +199,13 @@ LOADER = textwrap.dedent("""
         out[f"gru{t}"] = np.asarray(action)
     np.savez(sys.argv[4], **out)
 """)
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_export_example() -> str:
+    match = re.search(r"<!-- readme-example: export -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert match, "README's export example not found"
+    return match.group(1)
 
 
 def test_exported_policies_run_without_jaxppo_and_act_as_load_policy(runs, tmp_path):
@@ -215,6 +222,12 @@ def test_exported_policies_run_without_jaxppo_and_act_as_load_policy(runs, tmp_p
                            tmp_path / "gru.jaxexport", tmp_path / "actions.npz"], env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    shutil.copy(tmp_path / "ff.jaxexport", tmp_path / "policy.jaxexport")  # the README's example, as printed
+    example = "import sys\nsys.modules['jaxppo'] = None\n" + readme_export_example() + "print('action', action)\n"
+    proc = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "float32[N,4]" in proc.stdout, proc.stderr
+    assert proc.stdout.split()[-1] == str(jaxppo.load_policy(runs.ff, seed=1).predict(np.zeros(4, np.float32)))
     actions = np.load(tmp_path / "actions.npz")
     np.testing.assert_array_equal(actions["ff"], jaxppo.load_policy(runs.ff, seed=1).predict(obs))
     policy, carry = jaxppo.load_policy(runs.gru), None
