@@ -16,7 +16,6 @@ Load it with ``jax.export.deserialize(open(path, "rb").read())`` and call ``expo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,16 +37,9 @@ class ExportedPolicy(NamedTuple):
 
 def check_export_path(out, flag: str = "out") -> Path:
     """``out`` if a ``.jaxexport`` file can be written there, else ``ConfigError`` naming ``flag``."""
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"{flag} {out} is a directory; name a file in it, e.g. {out / ('policy' + SUFFIX)}")
-    if out.suffix != SUFFIX:
-        raise ConfigError(f"{flag} {out} does not end in {SUFFIX}; name the file to write, e.g. policy{SUFFIX}")
-    if not out.parent.is_dir():
-        raise ConfigError(f"{flag} {out}: directory {out.parent} does not exist; create it or choose another path")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {out}: directory {out.parent} is not writable; choose another path")
-    return out
+    from jaxppo.rundir import writable_file
+
+    return writable_file(out, flag, (SUFFIX,), f"policy{SUFFIX}")
 
 
 def export_policy(run_dir, out=None, seed: int = 0, grid_point: int = 0,
@@ -110,24 +102,27 @@ def export_policy(run_dir, out=None, seed: int = 0, grid_point: int = 0,
     return ExportedPolicy(data, chosen, policy.recurrent, masked, words)
 
 
+def _batch(dtype: str, shape) -> str:
+    return f"{dtype} [{', '.join(['N', *map(str, shape)])}]"
+
+
 def _signature(spec, policy, masked: bool) -> str:
     import jax
 
     obs = spec.obs_shape
-    obs_text = (
-        "{" + ", ".join(f"{k!r}: float32 [N, {', '.join(map(str, v))}]" for k, v in obs.items()) + "}"
-        if isinstance(obs, dict)
-        else f"float32 [N, {', '.join(map(str, obs))}]"
-    )
-    if spec.action_kind == "continuous":
-        action = f"float32 [N, {', '.join(map(str, spec.action_shape))}]"
-    elif spec.action_nvec is not None:
-        action = f"int32 [N, {len(spec.action_nvec)}]"
+    if isinstance(obs, dict):
+        obs_text = "{" + ", ".join(f"{k!r}: {_batch('float32', v)}" for k, v in obs.items()) + "}"
     else:
-        action = "int32 [N]"
+        obs_text = _batch("float32", obs)
+    if spec.action_kind == "continuous":
+        action = _batch("float32", spec.action_shape)
+    else:
+        action = _batch("int32", () if spec.action_nvec is None else (len(spec.action_nvec),))
     mask = f", action_mask bool [N, {spec.action_size}]" if masked else ""
     if not policy.recurrent:
         return f"observation {obs_text}{mask} -> action {action}"
     carry = jax.eval_shape(lambda: policy.initial_carry(1))
-    carry_text = "{" + ", ".join(f"{k!r}: float32 [N, {v.shape[-1]}]" for k, v in carry.items()) + "}"
+    described = jax.tree.map(lambda v: _batch(str(v.dtype), v.shape[1:]), carry)
+    carry_text = ("{" + ", ".join(f"{k!r}: {v}" for k, v in described.items()) + "}"
+                  if isinstance(described, dict) else str(described))  # fmt: skip
     return f"(carry {carry_text}, observation {obs_text}{mask}) -> (carry, action {action}); zeros start an episode"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ import jax
 import numpy as np
 
 from jaxppo.config import ConfigError
-from jaxppo.rundir import atomic_write_bytes
+from jaxppo.rundir import atomic_write_bytes, writable_file
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 DEFAULT_FPS = 30
@@ -40,15 +39,7 @@ class Episode(NamedTuple):
 def check_video_path(out, flag: str = "out") -> Path:
     """``out`` if a video can be written there (a ``.gif`` or ``.mp4`` name in a writable
     directory), else ``ConfigError`` naming ``flag``."""
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"{flag} {out} is a directory; name a file in it, e.g. {out / 'episode.gif'}")
-    if out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ConfigError(f"{flag} {out} does not end in .gif or .mp4; name the video to write, e.g. episode.gif")
-    if not out.parent.is_dir():
-        raise ConfigError(f"{flag} {out}: directory {out.parent} does not exist; create it or choose another path")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {out}: directory {out.parent} is not writable; choose another path")
+    out = writable_file(out, flag, VIDEO_SUFFIXES, "episode.gif")
     if out.suffix.lower() == ".mp4":
         _mp4_writer()
     return out
