@@ -148,7 +148,7 @@ def render_agent(trainer, params, obs_stats, num_episodes: int = 1, key=None, de
             lengths[i] += live.size
             returns[i] = returns_after[live[-1], i]
         t += steps
-        if not running[-1].any() or steps < CHUNK_STEPS:
+        if not np.asarray(carry.running).any():  # every episode ended
             break
     return [Episode(np.concatenate(p) if p else np.zeros((0, 1, 1, 3), np.uint8), float(r), int(n))
             for p, r, n in zip(pieces, returns, lengths, strict=True)]  # fmt: skip
