@@ -213,7 +213,8 @@ def _gymnax_matplotlib(env, params) -> Renderer:
     matplotlib.use("Agg")
 
     def draw(state):
-        figure, _ = env.render(state, params)
+        drawn = env.render(state, params)  # (figure, axes), or an artist (Pong's image)
+        figure = drawn[0] if isinstance(drawn, tuple) else drawn.figure
         figure.set_size_inches(3, 3)
         figure.set_dpi(64)
         return figure_pixels(figure)
