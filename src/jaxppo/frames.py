@@ -254,22 +254,32 @@ def _craftax(env, params) -> Renderer:
 
 
 def _jumanji(env, params) -> Renderer:
+    """The env's own ``render(state)`` on a copy of the env whose matplotlib viewers return images
+    (jumanji's ``render_mode="rgb_array"``): the env knows which part of its state its viewer draws."""
     import copy
 
     import matplotlib
 
     matplotlib.use("Agg")
-    viewer = getattr(env.raw_env, "_viewer", None)
-    if viewer is None or not hasattr(viewer, "_display_rgb_array"):
-        raise ConfigError(f"{env.name} has no renderer: its jumanji viewer does not draw into an image; "
-                          f"jaxppo renders jumanji envs with a matplotlib viewer")  # fmt: skip
-    viewer = copy.copy(viewer)  # the env's own viewer keeps showing on screen
-    viewer._display = viewer._display_rgb_array
-    viewer._name = f"jaxppo-{viewer._name}"  # its own figure
-    viewer.figure_size = (4.0, 4.0)
+    from jumanji.viewer import MatplotlibViewer
+
+    raw = copy.copy(env.raw_env)  # the env's own viewers keep drawing on screen
+    viewers = [name for name, value in vars(raw).items() if isinstance(value, MatplotlibViewer)]
+    if not viewers:
+        raise ConfigError(f"{env.name} has no renderer: its jumanji viewer does not draw with matplotlib, which is "
+                          f"how jaxppo renders jumanji envs")  # fmt: skip
+    for name in viewers:
+        viewer = copy.copy(getattr(raw, name))
+        viewer._display = viewer._display_rgb_array
+        viewer._name = f"jaxppo-{viewer._name}"  # a figure of its own
+        viewer.figure_size = (4.0, 4.0)
+        setattr(raw, name, viewer)
 
     def draw(state):
-        frame = viewer.render(state.inner.state)
+        state = jax.tree.map(jnp.asarray, state.inner.state)  # jumanji's viewers index with jax (.at[...])
+        frame = raw.render(state)
+        if np.ndim(frame) != 3:  # an env's render that drops its viewer's image (Snake's)
+            frame = getattr(raw, viewers[0]).render(state)
         return np.asarray(frame)[..., :3].copy()
 
     return Renderer(draw)
@@ -333,8 +343,11 @@ def _brax_like(env, params) -> Renderer:
     raw = env.raw_env
     if env.name.startswith("playground/"):
         return _mujoco(raw.mj_model, lambda state: state.inner.data.qpos)
+    model = getattr(getattr(raw, "sys", None), "mj_model", None)
+    if model is None:
+        raise ConfigError(f"{env.name} has no renderer: it has no MuJoCo model (sys.mj_model) to draw")
     pipeline = lambda state: state.inner.pipeline_state
-    return _mujoco(raw.sys.mj_model, lambda state: getattr(pipeline(state), "q", None)
+    return _mujoco(model, lambda state: getattr(pipeline(state), "q", None)
                    if getattr(pipeline(state), "q", None) is not None else pipeline(state).qpos)  # fmt: skip
 
 
