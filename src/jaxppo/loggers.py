@@ -61,15 +61,16 @@ class Videos:
     DIRECTORY = "videos"
     MAX_STEPS = 1000  # a video during training stays a few seconds of drawing
 
-    def __init__(self, trainer, run_dir: Path):
-        self.trainer, self.directory = trainer, run_dir / self.DIRECTORY
+    def __init__(self, trainer, settings, run_dir: Path, first_seed: int = 0):
+        self.trainer, self.directory, self.first_seed = trainer, run_dir / self.DIRECTORY, first_seed
+        self.agents = (len(settings.grid_hparams()[1]), settings.seeds)  # the run's [G, S]
 
     def write(self, states, iteration: int) -> Path:
         from jaxppo.video import render_agent, save_video
 
         agent = jax.tree.map(lambda x: x[0, 0], states)
-        # evaluate's key of agent (0, 0) with --seed 0, as python -m jaxppo.render takes it
-        key = agent_keys(jax.random.key(0), np.shape(states.diverged_at))[0, 0]
+        # evaluate's key of this agent with --seed 0, as python -m jaxppo.render takes it
+        key = agent_keys(jax.random.key(0), self.agents)[0, self.first_seed]
         (episode,) = render_agent(self.trainer, agent.params, agent.obs_stats, 1, key, max_steps=self.MAX_STEPS)
         self.directory.mkdir(exist_ok=True)
         return save_video(episode.frames, self.directory / f"iteration_{iteration:06d}.gif")

@@ -321,7 +321,7 @@ class HostLoop:
         self.earlier_parts = self._earlier_parts()
         self.chunk = self._chunk_length()
         self.evaluator = Evaluator(trainer, settings, self.out_dir, self.done, self.seed_range.start)
-        self.videos = Videos(trainer, self.out_dir)
+        self.videos = Videos(trainer, settings, self.out_dir, self.seed_range.start)
         self.loggers = [TensorBoard(self.out_dir, settings, self.done, self.seed_range)] if options.tensorboard else []
         if options.wandb:
             self.loggers.append(Wandb(self.out_dir, settings, trainer, self.seed_range))
