@@ -33,7 +33,7 @@ import numpy as np
 from jaxppo.config import ConfigError, first_line
 
 HOOK = "render_frame"  # a user's env: render_frame(state, params) -> uint8 [H, W, 3]
-MINATAR_COLOURS = np.array(  # one colour per observation channel, as MinAtar's own GUI tells them apart
+MINATAR_COLOURS = np.array(  # one distinct colour per observation channel
     [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
      (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)], np.uint8)  # fmt: skip
 MINATAR_CELL = 16  # pixels per MinAtar grid cell
@@ -48,10 +48,14 @@ class Renderer:
     draw: Callable
     traced: bool = False
 
+    def __post_init__(self):
+        if self.traced:  # compiled once per renderer and batch size
+            object.__setattr__(self, "_batched", jax.jit(jax.vmap(self.draw)))
+
     def __call__(self, states) -> np.ndarray:
         """Frames ``uint8 [B, H, W, 3]`` of a batch of states."""
         if self.traced:
-            return _as_uint8(np.asarray(_batched(self.draw)(states)))
+            return _as_uint8(np.asarray(self._batched(states)))
         states = jax.device_get(states)
         size = jax.tree.leaves(states)[0].shape[0]
         frames = [_as_uint8(np.asarray(self.draw(index_tree(states, b)))) for b in range(size)]
@@ -62,15 +66,6 @@ def index_tree(tree, index):
     return jax.tree.map(lambda x: x[index], tree)
 
 
-_BATCHED = {}
-
-
-def _batched(draw):
-    if draw not in _BATCHED:
-        _BATCHED[draw] = jax.jit(jax.vmap(draw))
-    return _BATCHED[draw]
-
-
 def _as_uint8(frame: np.ndarray) -> np.ndarray:
     """An RGB(A) image as ``uint8 [..., H, W, 3]``: floats in [0, 1] scaled by 255, others clipped."""
     frame = frame[..., :3]
@@ -79,8 +74,21 @@ def _as_uint8(frame: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(frame), 0, 255).astype(np.uint8)
 
 
+_RENDERERS_MADE: dict = {}  # id(env) -> (env, env_params, Renderer): one per env, its programs compiled once
+
+
 def renderer(env, env_params) -> Renderer:
     """The ``Renderer`` of an env (see the module's text); ``ConfigError`` naming the hook where there is none."""
+    made = _RENDERERS_MADE.get(id(env))
+    if made is not None and made[0] is env and made[1] is env_params:
+        return made[2]
+    chosen = _choose(env, env_params)
+    _RENDERERS_MADE.clear()  # the latest env's only: a renderer holds its env alive
+    _RENDERERS_MADE[id(env)] = (env, env_params, chosen)
+    return chosen
+
+
+def _choose(env, env_params) -> Renderer:
     hook = getattr(env, HOOK, None)
     if callable(hook):
         return Renderer(lambda state: hook(state, env_params))
