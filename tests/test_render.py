@@ -242,3 +242,7 @@ def test_export_refuses_bad_input_in_one_line(runs, tmp_path):
     assert "--grid-point" in one_line_error("export", runs.ff, "--out", tmp_path / "p.jaxexport", "--grid-point", 1)
     assert "--help" in one_line_error("export", runs.ff)  # --out is required
     assert not list(tmp_path.iterdir())
+    unsaved = Path(shutil.copytree(runs.ff, tmp_path / "unsaved"))
+    shutil.rmtree(unsaved / "checkpoints")
+    assert "no checkpoint" in one_line_error("export", unsaved, "--out", tmp_path / "p.jaxexport")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unsaved"]
