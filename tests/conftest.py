@@ -32,9 +32,18 @@ def _compile_fast_into_this_runs_cache() -> None:
     jax.devices()
 
 
+def _headless_mujoco() -> None:
+    """MuJoCo's offscreen renderer (``test_render_suites``) without a display: ``MUJOCO_GL`` is read
+    when mujoco is first imported, which a suite module's ``importorskip`` does at collection."""
+    from jaxppo.frames import headless_mujoco
+
+    headless_mujoco()
+
+
 _CACHE_VARIABLE = "JAXPPO_TESTS_RUN_CACHE"
 _RUN_CACHE: Path | None = None  # set in the process that made the directory, which removes it
 _compile_fast_into_this_runs_cache()
+_headless_mujoco()
 
 
 def pytest_unconfigure(config):
@@ -48,7 +57,7 @@ def pytest_unconfigure(config):
 LONGEST_FIRST = [
     "test_journeys", "test_cli", "test_learning", "test_recurrent", "test_suite_craftax", "test_faults", "test_resume",
     "test_multiprocess", "test_pbt", "test_custom_networks", "test_encoders", "test_train", "test_suite_sweep", "test_cli_fuzz",
-    "test_suite_xminigrid", "test_suite_playground", "test_suite_pgx",
+    "test_suite_xminigrid", "test_render_suites", "test_render", "test_suite_playground", "test_suite_pgx",
     "test_suite_jumanji", "test_suite_brax", "test_envs", "test_suite_navix", "test_parallel",
     "test_action_spaces", "test_entry_points", "test_seams", "test_compilation", "test_golden", "test_policy_api",
 ]  # fmt: skip

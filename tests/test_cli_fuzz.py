@@ -47,6 +47,7 @@ FLAGS = {
     "--checkpoint-minutes": ["0", "-1"],
     "--eval-episodes": ["0", "2", "-1"],
     "--eval-every": ["1", "0"],
+    "--video-every": ["2", "0"],
     "--seed-chunk": ["1", "0"],
     "--env-kwarg": ["max_steps_in_episode=50", "=bad", "noequals"],
     "--obs-clip": ["5", "0"],

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(300)
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 TINY = ["--env", "CartPole-v1", "--total-timesteps", "1024", "--num-envs", "4", "--num-steps", "128"]
 # The modules (``jaxppo.evaluate`` the attribute is the library function of that name).
-PROGRAMS = {name: importlib.import_module(f"jaxppo.{name}") for name in ("plot", "evaluate", "merge")}
+PROGRAMS = {name: importlib.import_module(f"jaxppo.{name}") for name in ("plot", "evaluate", "merge", "render", "export")}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,8 @@ def _one_line_error(capsys, program: str, argv) -> str:
 @pytest.mark.parametrize(
     "program, argv",
     [("plot", ["RUN", "--out", "/nonexistent/dir/x.png"]), ("plot", ["RUN", "--bogus"]),
-     ("evaluate", ["RUN", "--episodes", "ten"]), ("merge", [])],
+     ("evaluate", ["RUN", "--episodes", "ten"]), ("merge", []), ("render", ["RUN", "--out", "x.avi"]),
+     ("export", ["RUN", "--out", "/nonexistent/dir/policy.jaxexport"])],
 )  # fmt: skip
 def test_a_started_program_prints_one_line_and_exits_2(run_dir, program, argv):
     argv = [str(run_dir) if a == "RUN" else a for a in argv]

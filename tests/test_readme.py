@@ -20,12 +20,17 @@ def _example(name: str) -> str:
 
 
 @pytest.mark.timeout(300)
-def test_custom_env_example_learns_the_shortest_path(capsys):
+def test_custom_env_example_learns_the_shortest_path_and_renders_it(capsys, tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(_example("custom-env"), "README.md", "exec"), namespace)
     lengths = np.asarray(namespace["result"].metrics["episode_length"])
     assert lengths[-1] <= 6.0, lengths  # the shortest path is 5 steps; a random walk takes about 15
     assert capsys.readouterr().out.strip()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_example("render-hook"), "README.md", "exec"), namespace)
+    episodes = namespace["episodes"]
+    assert [len(e.frames) for e in episodes] == [e.length for e in episodes] and (tmp_path / "corridor.gif").is_file()
+    assert "[(1.0, 5), (1.0, 5)]" in capsys.readouterr().out  # as the example's comment says
 
 
 @pytest.mark.timeout(300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,11 +84,34 @@ def evaluate(
         for _ in range(batch_dims):
             single = jax.vmap(single)
         return single(params, obs_stats, keys)
+    init, body = episode_loop(trainer, params, obs_stats, key, num_episodes, deterministic)
+    # Until every episode ended, at most the time limit: a long limit costs only what is played.
+    limit = episode_step_limit(trainer)
+    go_on = lambda carry: jnp.logical_and(carry.running.any(), carry.t < limit)
+    return jax.lax.while_loop(go_on, body, init).returns
+
+
+class EpisodeCarry(NamedTuple):
+    """What ``episode_loop``'s body carries from one step of the ``num_episodes`` envs to the next."""
+
+    obs: Any
+    env_state: Any
+    policy_carry: Any
+    key: jax.Array
+    returns: jax.Array  # float32 [N]: each episode's return so far
+    running: jax.Array  # bool [N]: the episode has not ended (one episode per env)
+    t: jax.Array  # int32: steps taken
+
+
+def episode_loop(trainer: Trainer, params, obs_stats, key, num_episodes: int, deterministic: bool = True):
+    """``(init, body)``: the first ``EpisodeCarry`` of ``num_episodes`` evaluation episodes (one
+    env each) and the step ``body(carry) -> carry``. ``evaluate`` loops it to the time limit;
+    ``jaxppo.video`` runs the same steps to record the env states, so both play the same episodes."""
     env = VecEnv(trainer.spec, num_episodes)
     key, reset_key = jax.random.split(key)
     obs, env_state = env.reset(reset_key)
 
-    def body(carry):
+    def body(carry: EpisodeCarry) -> EpisodeCarry:
         obs, env_state, policy_carry, key, returns, running, t = carry
         key, act_key, step_key = jax.random.split(key, 3)
         mask = env.action_mask(env_state)
@@ -95,12 +119,9 @@ def evaluate(
         step = env.step(jax.random.split(step_key, num_episodes), env_state, action)
         returns = returns + jnp.where(running, step.reward, 0.0)
         running = running & ~(step.terminated | step.truncated)  # one episode per env: later ones are not counted
-        return step.obs, step.state, policy_carry, key, returns, running, t + 1
+        return EpisodeCarry(step.obs, step.state, policy_carry, key, returns, running, t + 1)
 
-    # Until every episode ended, at most the time limit: a long limit costs only what is played.
-    limit = episode_step_limit(trainer)
-    go_on = lambda carry: jnp.logical_and(carry[5].any(), carry[6] < limit)
     policy_carry = trainer.policy.initial_carry(num_episodes)
-    init = (obs, env_state, policy_carry, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool), jnp.zeros((), jnp.int32))
-    returns = jax.lax.while_loop(go_on, body, init)[4]
-    return returns
+    init = EpisodeCarry(obs, env_state, policy_carry, key, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool),
+                        jnp.zeros((), jnp.int32))  # fmt: skip
+    return init, body

@@ -222,14 +222,26 @@ def load_policy(run_dir, seed: int = 0, grid_point: int = 0, deterministic: bool
     ``seed`` and ``grid_point`` index the run's seeds and grid points (``ConfigError`` when out
     of range); ``deterministic``: the mode of the action distribution, else a sample.
     """
-    run_dir = run_directory(run_dir)
-    settings = rundir.read_settings(run_dir)
-    seed = _check_index("seed", seed, settings.seeds, "seed(s)", run_dir)
-    grid_point = _check_index("grid_point", grid_point, len(settings.grid_hparams()[1]), "grid point(s)", run_dir)
-    run = load_run(run_dir)
-    agent = jax.tree.map(lambda x: x[grid_point, seed], run.states)
+    run, agent = load_agent(run_dir, seed, grid_point)
     act = make_act(run.trainer, deterministic)
     jitted = jax.jit(lambda obs, key, mask=None, carry=None: act(agent.params, agent.obs_stats, obs, key, mask, carry))
     policy = run.trainer.policy
     return Policy(jitted, run.trainer.spec.obs_shape, run.trainer.spec.action_kind, deterministic,
                   policy.initial_carry, policy.recurrent)  # fmt: skip
+
+
+def check_agent(run_dir, seed: int = 0, grid_point: int = 0) -> tuple[Path, RunSettings, int, int]:
+    """``(run_dir, settings, seed, grid_point)`` of one agent of a run, checked without reading its
+    checkpoint (``ConfigError`` for what is not a run, or an index out of range)."""
+    run_dir = run_directory(run_dir)
+    settings = rundir.read_settings(run_dir)
+    seed = _check_index("seed", seed, settings.seeds, "seed(s)", run_dir)
+    grid_point = _check_index("grid_point", grid_point, len(settings.grid_hparams()[1]), "grid point(s)", run_dir)
+    return run_dir, settings, seed, grid_point
+
+
+def load_agent(run_dir, seed: int = 0, grid_point: int = 0) -> tuple[LoadedRun, Any]:
+    """The run and the ``TrainState`` of its agent (``grid_point``, ``seed``), from the latest checkpoint."""
+    run_dir, _, seed, grid_point = check_agent(run_dir, seed, grid_point)
+    run = load_run(run_dir)
+    return run, jax.tree.map(lambda x: x[grid_point, seed], run.states)

@@ -53,6 +53,29 @@ class Evaluator:
         return self.returns(states, jax.random.key(self.settings.seed + 1))
 
 
+class Videos:
+    """``--video-every``: a GIF of one evaluation episode of the first agent (grid point 0, this
+    process's first seed) in ``videos/iteration_<K>.gif``: the episode ``python -m jaxppo.render``
+    plays from that iteration's checkpoint (``--max-steps VIDEO_MAX_STEPS``)."""
+
+    DIRECTORY = "videos"
+    MAX_STEPS = 1000  # a video during training stays a few seconds of drawing
+
+    def __init__(self, trainer, settings, run_dir: Path, first_seed: int = 0):
+        self.trainer, self.directory, self.first_seed = trainer, run_dir / self.DIRECTORY, first_seed
+        self.agents = (len(settings.grid_hparams()[1]), settings.seeds)  # the run's [G, S]
+
+    def write(self, states, iteration: int) -> Path:
+        from jaxppo.video import render_agent, save_video
+
+        agent = jax.tree.map(lambda x: x[0, 0], states)
+        # evaluate's key of this agent with --seed 0, as python -m jaxppo.render takes it
+        key = agent_keys(jax.random.key(0), self.agents)[0, self.first_seed]
+        (episode,) = render_agent(self.trainer, agent.params, agent.obs_stats, 1, key, max_steps=self.MAX_STEPS)
+        self.directory.mkdir(exist_ok=True)
+        return save_video(episode.frames, self.directory / f"iteration_{iteration:06d}.gif")
+
+
 class TensorBoard:
     """One TensorBoard run per (grid point, seed): every metric against env steps."""
 
@@ -74,6 +97,17 @@ class TensorBoard:
                 for name, values in metrics.items():
                     if name != "env_steps" and np.isfinite(values[g, s, i]):
                         writer.add_scalar(f"train/{name}", float(values[g, s, i]), step)
+
+    def video(self, path: Path, env_steps: int) -> None:
+        """A ``--video-every`` GIF, as TensorBoard shows animated images, in the first agent's run."""
+        from PIL import Image
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        with Image.open(path) as image:
+            width, height = image.size
+        picture = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=path.read_bytes())
+        writer = next(iter(self.writers.values()))
+        writer.file_writer.add_summary(Summary(value=[Summary.Value(tag="video/episode", image=picture)]), env_steps)
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -113,6 +147,12 @@ class Wandb:
                     row.update({f"episode_return/seed{self.first_seed + s}": float(v)
                                 for s, v in enumerate(metrics["episode_return"][g, :, i])})  # fmt: skip
                     run.log(row, step=int(metrics["env_steps"][g, 0, i]))
+
+    def video(self, path: Path, env_steps: int) -> None:
+        """A ``--video-every`` GIF in grid point 0's run."""
+        import wandb
+
+        self.runs[0].log({"video/episode": wandb.Video(str(path), format="gif")}, step=env_steps)
 
     def close(self) -> None:
         for run in self.runs:

@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxppo import parallel, pbt, rundir
-from jaxppo.loggers import Evaluator, TensorBoard, Wandb
+from jaxppo.loggers import Evaluator, TensorBoard, Videos, Wandb
 from jaxppo.outputs import (
     Part,
     first_nonfinite_env_outputs,
@@ -321,6 +321,7 @@ class HostLoop:
         self.earlier_parts = self._earlier_parts()
         self.chunk = self._chunk_length()
         self.evaluator = Evaluator(trainer, settings, self.out_dir, self.done, self.seed_range.start)
+        self.videos = Videos(trainer, settings, self.out_dir, self.seed_range.start)
         self.loggers = [TensorBoard(self.out_dir, settings, self.done, self.seed_range)] if options.tensorboard else []
         if options.wandb:
             self.loggers.append(Wandb(self.out_dir, settings, trainer, self.seed_range))
@@ -357,7 +358,7 @@ class HostLoop:
     def _chunk_length(self) -> int:
         """A resumed run keeps the chunk length it had where that still fits (divides the run, the
         checkpoint and evaluation periods): the same program, from the compilation cache."""
-        periods = (self.options.checkpoint_every, self.options.eval_every)
+        periods = (self.options.checkpoint_every, self.options.eval_every, self.options.video_every)
         before = self.earlier_parts[-1].get("chunk") if self.earlier_parts else None
         if before and self.total % before == 0 and all(p % before == 0 for p in periods if p):
             return before
@@ -493,6 +494,10 @@ class HostLoop:
             logger.write(latest)
         if options.eval_every and done % options.eval_every == 0:
             self.evaluator.record(parallel.host_slice(states, self.seeds, axis=1), done, done * batch_size)
+        if options.video_every and done % options.video_every == 0:
+            path = self.videos.write(parallel.host_slice(states, self.seeds, axis=1), done)
+            for logger in self.loggers:
+                logger.video(path, done * batch_size)
         if self.cadence.due(done) or stopper.signal:
             metrics = _concat(self.history)
             self.history = [metrics]

@@ -269,6 +269,6 @@ def _table(summary: dict, run_dir: Path) -> str:
     lines.append(f"compile {summary['compile_seconds']:.1f} s, run {summary['run_seconds']:.1f} s, "
                  f"{summary['env_steps_per_second'] or 0:,.0f} env steps/s")  # fmt: skip
     names = (rundir.CONFIG_FILE, rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.SUMMARY_FILE, rundir.PLOT_FILE,
-             rundir.PBT_FILE, rundir.PBT_PLOT_FILE, rundir.CHECKPOINT_DIR, "tensorboard")  # fmt: skip
+             rundir.PBT_FILE, rundir.PBT_PLOT_FILE, rundir.CHECKPOINT_DIR, "tensorboard", "videos")  # fmt: skip
     lines.append("wrote: " + ", ".join(str(run_dir / n) for n in names if (run_dir / n).exists()))
     return "\n".join(lines)

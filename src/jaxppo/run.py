@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-episodes", type=_int, metavar="N", help="evaluate the final policies on N episodes")
     run.add_argument("--eval-every", type=_int, metavar="K",
                      help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
+    run.add_argument("--video-every", type=_int, metavar="K", help="every K iterations, videos/iteration_K.gif: "
+                     "python -m jaxppo.render of that checkpoint (at most 1000 steps; to TensorBoard, W&B if on)")
     run.add_argument("--tensorboard", action="store_true",
                      help="write TensorBoard logs, one run per (grid point, seed) "
                           "(pip install jaxppo[tensorboard])")  # fmt: skip
@@ -393,15 +395,22 @@ def _run_options(args: dict) -> RunOptions:
         checkpoint_every=args.pop("checkpoint_every", None),
         checkpoint_minutes=args.pop("checkpoint_minutes", None),
         eval_every=args.pop("eval_every", None),
+        video_every=args.pop("video_every", None),
         show_progress=args.pop("progress", True),
         tensorboard=args.pop("tensorboard", False),
         wandb=args.pop("wandb", False),
     )
-    for flag, value in (("--checkpoint-every", options.checkpoint_every), ("--eval-every", options.eval_every)):
+    every = {"--checkpoint-every": options.checkpoint_every, "--eval-every": options.eval_every,
+             "--video-every": options.video_every}  # fmt: skip
+    for flag, value in every.items():
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} must be a positive integer, got {value}")
     if options.checkpoint_minutes is not None and not options.checkpoint_minutes >= 0:
         raise ConfigError(f"--checkpoint-minutes must be zero or positive, got {options.checkpoint_minutes:g}")
+    if options.video_every:
+        from jaxppo.frames import headless_mujoco
+
+        headless_mujoco()  # before a brax or Playground env imports mujoco
     if options.tensorboard:
         _require("tensorboardX", "--tensorboard", "tensorboard")
     if options.wandb:
@@ -487,6 +496,13 @@ def _prepare(target: _Target, options: RunOptions, locks: contextlib.ExitStack) 
     if settings.pbt and jax.process_count() > 1:
         raise ConfigError("--pbt trains a population in one process (its members copy each other's learners "
                           "every interval); run it without --num-processes")  # fmt: skip
+    if options.video_every:
+        from jaxppo.frames import renderer
+
+        try:  # an env without a renderer: refused before anything is written
+            renderer(trainer.spec.env, trainer.spec.env_params)
+        except ConfigError as error:
+            raise ConfigError(f"--video-every: {error}") from None
     seed_range = parallel.process_seed_range(settings.seeds)  # this process's seeds (all, for one process)
     if target.resume:
         if jax.process_index() == 0:

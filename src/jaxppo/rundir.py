@@ -120,6 +120,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def writable_file(out, flag: str, suffixes: tuple[str, ...], example: str) -> Path:
+    """``out`` as a ``Path`` if a file ending in one of ``suffixes`` can be written there (``example``
+    names such a file), else ``ConfigError`` naming ``flag``; nothing is created."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"{flag} {out} is a directory; name a file in it, e.g. {out / example}")
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"{flag} {out} does not end in {' or '.join(suffixes)}; name the file to write, e.g. {example}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"{flag} {out}: directory {out.parent} does not exist; create it or choose another path")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {out}: directory {out.parent} is not writable; choose another path")
+    return out
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, sync, then rename over it.
 

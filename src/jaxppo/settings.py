@@ -148,6 +148,7 @@ class RunOptions:
     checkpoint_every: int | None = None
     checkpoint_minutes: float | None = None  # None: the default (jaxppo.loop.CheckpointCadence)
     eval_every: int | None = None
+    video_every: int | None = None  # a GIF of an episode every K iterations (jaxppo.video)
     show_progress: bool = True
     tensorboard: bool = False
     wandb: bool = False

@@ -30,7 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxppo.frames import headless_mujoco
 from jaxppo.suites.base import RawStep, SuiteEnv
+
+headless_mujoco()  # MuJoCo reads MUJOCO_GL when first imported: its renderer must work headless (jaxppo.render)
 
 # gymnax's spaces are imported in the functions that use them, after base has imported gymnax
 # with its rendering-only dependencies deferred (see jaxppo.envs.import_gymnax).
