@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+RENDERING = README.parent / "docs" / "rendering.md"
+LIBRARY = README.parent / "docs" / "library.md"
 
 
-def _example(name: str) -> str:
-    match = re.search(rf"<!-- readme-example: {name} -->\s*```python\n(.*?)```", README.read_text(), re.S)
-    assert match, f"README example {name!r} not found"
+def _example(name: str, page: Path = README) -> str:
+    match = re.search(rf"<!-- readme-example: {name} -->\s*```python\n(.*?)```", page.read_text(), re.S)
+    assert match, f"{page.name} example {name!r} not found"
     return match.group(1)
 
 
@@ -27,7 +29,7 @@ def test_custom_env_example_learns_the_shortest_path_and_renders_it(capsys, tmp_
     assert lengths[-1] <= 6.0, lengths  # the shortest path is 5 steps; a random walk takes about 15
     assert capsys.readouterr().out.strip()
     monkeypatch.chdir(tmp_path)
-    exec(compile(_example("render-hook"), "README.md", "exec"), namespace)
+    exec(compile(_example("render-hook", RENDERING), "docs/rendering.md", "exec"), namespace)
     episodes = namespace["episodes"]
     assert [len(e.frames) for e in episodes] == [e.length for e in episodes] and (tmp_path / "corridor.gif").is_file()
     assert "[(1.0, 5), (1.0, 5)]" in capsys.readouterr().out  # as the example's comment says
@@ -43,7 +45,7 @@ def test_gymnasium_example_drives_cartpole_with_a_gymnax_policy(tmp_path, monkey
     assert trained.returncode == 0, trained.stderr
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(_example("gymnasium"), "README.md", "exec"), namespace)
+    exec(compile(_example("gymnasium", LIBRARY), "docs/library.md", "exec"), namespace)
     assert namespace["done"] and 1 <= namespace["episode_return"] <= 500
     assert "gymnasium CartPole-v1: return" in capsys.readouterr().out
 

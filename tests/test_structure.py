@@ -4,15 +4,16 @@ than about 60 lines unless its docstring says why.
 
 The layers, from the bottom:
 
-0. ``FOUNDATION``: ``config``, ``spaces``, ``gymnax_import``;
+0. ``FOUNDATION``: ``config``, ``spaces``, ``gymnax_import``, ``frames`` (an env state drawn as a picture);
 1. the env suites' adapters (``suites`` and ``suites.*``): on the foundation only (the env seam,
    ``envs``, reaches them; they never reach back);
 2. ``CORE``: the library's training core (envs, policy, train, parallel, pbt, ...);
 3. ``RUN_FILES``: run directories, read and written (``settings``, ``rundir``, ``factories``,
-   ``loading``: ``jaxppo.load_policy`` and ``load_run`` read what the command line wrote), and the
-   package's public names (``jaxppo/__init__``);
-4. ``COMMAND_LINE``: ``run`` and its host loop and outputs, and the ``evaluate``, ``plot`` and
-   ``merge`` commands. Nothing below imports it.
+   ``loading``: ``jaxppo.load_policy`` and ``load_run`` read what the command line wrote; ``video``
+   and ``exporting``: a run's agent as a video or an exported function), and the package's public
+   names (``jaxppo/__init__``);
+4. ``COMMAND_LINE``: ``run`` and its host loop and outputs, and the ``evaluate``, ``plot``,
+   ``merge``, ``render`` and ``export`` commands. Nothing below imports it.
 """
 
 import ast
@@ -22,11 +23,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "jaxppo"
 MAX_LINES = 60
 EXCUSE = "Longer than 60 lines:"  # a docstring that starts a sentence with this says why
 
-FOUNDATION = {"config", "spaces", "gymnax_import"}
+FOUNDATION = {"config", "spaces", "gymnax_import", "frames"}
 CORE = {"envs", "distributions", "networks", "policy", "gae", "losses", "normalize", "xla_cpu", "train", "parallel",
         "evaluation", "pbt", "probes", "stats"}  # fmt: skip
-RUN_FILES = {"settings", "rundir", "factories", "loading", "__init__"}
-COMMAND_LINE = {"run", "loop", "outputs", "loggers", "evaluate", "plot", "merge", "commandline"}
+RUN_FILES = {"settings", "rundir", "factories", "loading", "video", "exporting", "__init__"}
+COMMAND_LINE = {"run", "loop", "outputs", "loggers", "evaluate", "plot", "merge", "render", "export", "commandline"}
 
 
 def _module_name(path: Path) -> str:
