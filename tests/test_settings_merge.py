@@ -38,7 +38,7 @@ def test_a_hyperparameter_fixed_and_swept_is_refused_naming_both(sources, flags,
 
 def test_resume_with_a_flag_fixing_a_swept_hyperparameter_is_refused():
     stored = settings_from_args({**SMALL, "grid": ["learning_rate=1e-3,3e-3"]})
-    run = Source("the run in runs/x", settings_as_args(stored), stored=True)
+    run = Source("the run in runs/x", settings_as_args(stored))
     with pytest.raises(ConfigError, match=r"--learning-rate 0.1.*\[grid\] learning_rate in the run in runs/x"):
         settings_from_args({"learning_rate": 0.1}, sources=[run])
     assert settings_from_args({"grid": ["learning_rate=1e-3,3e-3"]}, sources=[run]) == stored  # repeating it is fine

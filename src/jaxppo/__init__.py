@@ -14,7 +14,6 @@ from jaxppo.parallel import train_many
 from jaxppo.pbt import PBTConfig, SearchRange, make_pbt_train
 from jaxppo.train import Trainer, TrainResult, TrainState, make_train, make_trainer
 from jaxppo.video import render_agent, render_episodes, save_video
-from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices  # noqa: F401  (older homes; see xla_cpu)
 
 __version__ = "0.1.0"
 

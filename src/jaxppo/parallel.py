@@ -1,6 +1,6 @@
 """Seeds across devices: ``jax.sharding`` on the seed axis, padding, and seed chunks.
 
-- ``use_host_devices()`` makes XLA:CPU expose one device per core (call it before jax runs
+- ``xla_cpu.use_host_devices()`` makes XLA:CPU expose one device per core (call it before jax runs
   anything); the CLI does it by default. Seeds sharded over one host device per core train
   more than twice as fast as on one device, since XLA:CPU runs one device's program mostly on one
   core (docs/performance.md).
@@ -27,7 +27,6 @@ from jax.sharding import PartitionSpec as P
 
 from jaxppo.config import ConfigError, PPOConfig, PPOHParams
 from jaxppo.train import TrainResult, make_train
-from jaxppo.xla_cpu import use_host_devices  # noqa: F401  (its home before jaxppo.xla_cpu)
 
 SEED_AXIS = "seeds"
 

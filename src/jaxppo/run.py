@@ -433,7 +433,7 @@ def _resumed_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
                           f"(one per part)")  # fmt: skip
     if flags.out and Path(flags.out).resolve() != run_dir.resolve():
         raise ConfigError(f"--out {flags.out} differs from --resume {flags.resume}; a resumed run continues in place")
-    run = Source(f"the run in {flags.resume}", settings_as_args(stored), stored=True)
+    run = Source(f"the run in {flags.resume}", settings_as_args(stored))
     settings = settings_from_args(args, sources=[run, *file])
     differences = stored.differences(settings.replace_total_timesteps(stored.config.total_timesteps))
     if differences:

@@ -82,8 +82,7 @@ class RunSettings:
     def from_json(cls, data: dict) -> RunSettings:
         config = dict(data["config"])
         for name in SIZES_FIELDS:
-            if name in config:  # a run stored before a field existed takes its default
-                config[name] = tuple(config[name])
+            config[name] = tuple(config[name])
         return cls(
             config=PPOConfig(**config),
             hparams=dict(data["hparams"]),
@@ -297,7 +296,6 @@ class Source(NamedTuple):
 
     label: str  # "flags", or where the values come from: "config file x.toml", "the run in DIR"
     values: dict
-    stored: bool = False  # the settings of a run being resumed
 
 
 def settings_from_args(args: dict, base: dict | None = None, *, sources: list[Source] | None = None) -> RunSettings:
@@ -307,7 +305,7 @@ def settings_from_args(args: dict, base: dict | None = None, *, sources: list[So
     A grid merges field by field. A hyperparameter both fixed and swept (in any two layers, or
     in one) is a ``ConfigError``: one of the two would be silently ignored.
     """
-    layers = list(sources or ([Source("the stored run", base, stored=True)] if base else []))
+    layers = list(sources or ([Source("the stored run", base)] if base else []))
     layers.append(Source("flags", {k: v for k, v in args.items() if k != "config"}))
     merged, grids = {}, []
     for layer in layers:
@@ -379,8 +377,6 @@ def _refuse_fixed_and_swept(layers: list[Source], grids: list[tuple[Source, dict
         if not fixed:
             continue
         fixed_by, swept_by = fixed[-1], swept[-1]
-        if fixed_by.stored and swept_by.stored:
-            continue  # a run stored before such runs were refused resumes as it trained (the grid won)
         value = fixed_by.values[name]
         values = ",".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in grid[name])
         if fixed_by.label == "flags":
