@@ -95,10 +95,12 @@ def permutations_from_noise(noise: jax.Array) -> jax.Array:
 def raveled(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
     """``optimizer`` applied to all parameters raveled into one vector (its state is over that
     vector): the same arithmetic per element as per array for an element-wise transformation
-    (clipping by the global norm, Adam, a learning rate, weight decay), but one fused step to
-    compile instead of one per parameter array (less compiling and tracing, run time within the
-    noise). Not for transformations that treat each array apart (LAMB's or LARS's
-    per-layer trust ratios, ``optax.masked``): those see one array here."""
+    (clipping by the global norm, Adam, a learning rate, weight decay), except that a global norm
+    is summed in another order (float32 rounding, so runs differ from per-array ones in the last
+    bits, then as any perturbation grows), and one fused step to compile instead of one per
+    parameter array: less compiling, and a little less run time (docs/performance.md). Not for
+    transformations that treat each array apart (LAMB's or LARS's per-layer trust ratios,
+    ``optax.masked``): those see one array here."""
 
     def init(params):
         return optimizer.init(ravel_pytree(params)[0])
