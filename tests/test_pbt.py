@@ -224,3 +224,19 @@ def test_pbt_with_the_interval_beyond_the_run_is_the_plain_run_and_its_policy_lo
     policy = jaxppo.load_policy(full, seed=2)
     assert policy.predict(np.zeros(4, np.float32)) in (0, 1)
     assert_ok(cli(full, "--episodes", "2", module="jaxppo.evaluate", cwd=root))
+
+
+def test_a_plot_labels_grid_points_by_what_they_sweep_not_by_a_members_explored_values(tmp_path):
+    from jaxppo.plot import curves_from_csv
+    from jaxppo.rundir import metrics_csv
+
+    grid, seeds, iterations = 2, 3, 4
+    shape = (grid, seeds, iterations)
+    rng = np.random.default_rng(0)
+    metrics = {"env_steps": np.broadcast_to(np.arange(1, iterations + 1) * 512, shape),
+               "episode_return": rng.uniform(0, 100, shape),
+               "hp_learning_rate": rng.uniform(1e-4, 1e-2, shape).astype(np.float32)}  # explored per member
+    rows = [dict(jaxppo.default_hparams("discrete").items()) | {"clip_coef": c} for c in (0.1, 0.3)]
+    rows = [{k: float(v) for k, v in r.items()} for r in rows]
+    (tmp_path / "metrics.csv").write_text(metrics_csv(metrics, rows))
+    assert [label for label, _, _ in curves_from_csv(tmp_path / "metrics.csv")] == ["clip_coef=0.1", "clip_coef=0.3"]

@@ -128,12 +128,15 @@ def grid_curves(path: Path) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     if not rows:
         raise ConfigError(f"{path} has no rows; the run recorded no iteration yet")
     by_point = defaultdict(lambda: defaultdict(dict))
-    hparams = {}
+    values = defaultdict(lambda: defaultdict(set))  # grid point -> name -> the values its rows hold
     try:
         for row in rows:
             g = int(row["grid_point"])
             by_point[g][int(row["seed"])][int(row["iteration"])] = (int(row["env_steps"]), float(row["episode_return"]))
-            hparams[g] = {name: float(row[f"hp_{name}"]) for name in HPARAM_NAMES}
+            for name in HPARAM_NAMES:
+                values[g][name].add(float(row[f"hp_{name}"]))
+        # a grid point's hyperparameters; those that vary inside it (a --pbt run's searched ones) describe no point
+        hparams = {g: {name: next(iter(v)) for name, v in by_name.items() if len(v) == 1} for g, by_name in values.items()}
         curves = []
         for g, seeds in sorted(by_point.items()):
             iterations = sorted(next(iter(seeds.values())))
