@@ -240,3 +240,14 @@ def test_a_plot_labels_grid_points_by_what_they_sweep_not_by_a_members_explored_
     rows = [{k: float(v) for k, v in r.items()} for r in rows]
     (tmp_path / "metrics.csv").write_text(metrics_csv(metrics, rows))
     assert [label for label, _, _ in curves_from_csv(tmp_path / "metrics.csv")] == ["clip_coef=0.1", "clip_coef=0.3"]
+
+
+@pytest.mark.timeout(120)
+def test_pbt_on_several_processes_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    from cli_harness import assert_one_line_error, in_this_process
+
+    jax.devices()
+    monkeypatch.setattr(jax, "process_count", lambda: 2)  # as under jax.distributed with two processes
+    proc = in_this_process(*TINY, "--seeds", "4", "--pbt", "--out", "run", cwd=tmp_path)
+    assert "--pbt trains a population in one process" in assert_one_line_error(proc)
+    assert list(tmp_path.iterdir()) == []
