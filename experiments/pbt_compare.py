@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "pbt_compare.json"
 DOCS = ROOT / "docs" / "pbt.md"
+README = ROOT / "README.md"
+README_BEGIN, README_END = "<!-- generated: pbt -->", "<!-- /generated -->"
 RUNS = ROOT / "experiments" / "runs" / "pbt"
 
 # name -> (base flags, the defaults' own values, search ranges, grid: searched values crossed into P points).
@@ -109,8 +111,8 @@ def default_values(name: str, defaults: list[str], search: list[str]) -> list[st
     return flags
 
 
-def run_arm(name: str, arm: str, agents: int, steps: int) -> dict:
-    out = RUNS / name / arm
+def run_arm(name: str, arm: str, agents: int, steps: int, tag: str = "") -> dict:
+    out = RUNS / name / f"{tag}{arm}"
     command = [sys.executable, "-m", "jaxppo.run", *arm_flags(name, arm, agents, steps), "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -141,7 +143,7 @@ def overhead(name: str, agents: int, steps: int, rounds: int) -> dict:
     for r in range(rounds):
         times = {}
         for arm in (("defaults", "pbt") if r % 2 == 0 else ("pbt", "defaults")):
-            times[arm] = run_arm(name, arm, agents, steps)["run_seconds"]
+            times[arm] = run_arm(name, arm, agents, steps, tag="overhead_")["run_seconds"]
         ratios.append(times["pbt"] / times["defaults"])
         pairs.append(times)
         print(f"{name} overhead round {r}: defaults {times['defaults']:.1f} s, pbt {times['pbt']:.1f} s", flush=True)
@@ -152,6 +154,26 @@ def _median(values):
     values = sorted(values)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def readme_table(results: dict) -> str:
+    """The README's table: per env, each arm's best and median final return (docs/pbt.md has the rest)."""
+    lines = ["| env (agents x steps each) | defaults: best / median | grid's best point | PBT: best / median | "
+             "PBT from the defaults | published |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, arms in results["envs"].items():
+        d, g, p, f = (arms.get(arm) for arm in ("defaults", "grid", "pbt", "pbt_from_defaults"))
+        if not (d and g and p):
+            continue
+        from_defaults = f"{f['best']:.2f} / {f['median']:.2f}" if f else "not run"
+        lines.append(f"| {name} ({p['agents']} x {p['steps']:,}) | {d['best']:.2f} / {d['median']:.2f} | {g['best']:.2f} "
+                     f"| {p['best']:.2f} / {p['median']:.2f} | {from_defaults} | {PUBLISHED[name][0] or '—'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(results: dict) -> None:
+    text = README.read_text()
+    begin, end = text.index(README_BEGIN) + len(README_BEGIN) + 1, text.index(README_END, text.index(README_BEGIN))
+    README.write_text(text[:begin] + readme_table(results) + text[end:])
 
 
 def write_docs(results: dict) -> None:
@@ -234,6 +256,7 @@ def main() -> int:
                       f"run {entry['run_seconds']:.1f} s", flush=True)  # fmt: skip
                 RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_docs(results)
+    write_readme(results)
     return 0
 
 

@@ -77,3 +77,18 @@ def test_the_results_columns_say_which_statistic_each_interval_is_of():
 
 def test_the_readme_stays_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 400
+
+
+def test_the_readme_pbt_table_is_generated_from_the_experiments_json():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("pbt_compare", ROOT / "experiments" / "pbt_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = json.loads((ROOT / "experiments" / "results" / "pbt_compare.json").read_text())
+    written = _block((ROOT / "README.md").read_text(), module.README_BEGIN, module.README_END)
+    assert written == module.readme_table(results), (
+        "the README's PBT table differs from experiments/results/pbt_compare.json; regenerate it: "
+        "python experiments/pbt_compare.py --docs-only"
+    )
