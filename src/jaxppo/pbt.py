@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import _HPARAM_RANGES, ConfigError, PPOConfig, PPOHParams, first_line
+from jaxppo.config import _HPARAM_RANGES, ConfigError, PPOConfig, PPOHParams
 from jaxppo.train import TrainResult, TrainState, make_trainer
 
 HPARAM_NAMES = tuple(f.name for f in dataclasses.fields(PPOHParams))
@@ -332,14 +332,10 @@ def make_pbt_train(config: PPOConfig, pbt: PBTConfig, env=None, env_params=None,
 
 
 def pbt_from_settings(interval: int | None, quantile: float | None, search) -> PBTConfig:
-    """The command line's ``PBTConfig`` (``None``: the defaults), validated."""
-    try:
-        pbt = PBTConfig(interval=DEFAULT_INTERVAL if interval is None else interval,
-                        quantile=DEFAULT_QUANTILE if quantile is None else quantile, search=tuple(search or ()))  # fmt: skip
-    except ConfigError:
-        raise
-    except Exception as error:
-        raise ConfigError(f"--pbt settings are malformed: {first_line(error)}") from None
+    """The command line's ``PBTConfig`` (``None``: the defaults), validated (settings arrive coerced to
+    their types, so a malformed range is the one error left to parse: ``SearchRange.parse``'s)."""
+    pbt = PBTConfig(interval=DEFAULT_INTERVAL if interval is None else interval,
+                    quantile=DEFAULT_QUANTILE if quantile is None else quantile, search=tuple(search or ()))  # fmt: skip
     pbt.validate()
     return pbt
 
