@@ -285,9 +285,3 @@ def test_the_stored_settings_record_the_architecture():
     assert RunSettings.from_json(settings.to_json()) == settings
     other = RunSettings(config=config.replace(encoder="auto", shared_trunk=False), hparams={}, grid={}, seeds=2, seed=0)
     assert [d.split(":")[0] for d in settings.differences(other)] == ["config.encoder", "config.shared_trunk"]
-    # A run stored before these fields existed reads back with their defaults.
-    old = settings.to_json()
-    for name in ("encoder", "cnn_channels", "cnn_kernels", "cnn_strides", "shared_trunk"):
-        del old["config"][name]
-    assert RunSettings.from_json(old).config == config.replace(encoder="auto", cnn_channels=(16,), cnn_kernels=(3,),
-                                                               cnn_strides=(1,), shared_trunk=False)  # fmt: skip
