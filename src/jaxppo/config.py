@@ -302,6 +302,8 @@ class PPOHParams:
                 )
 
 
+HPARAM_NAMES = tuple(f.name for f in dataclasses.fields(PPOHParams))  # the traced hyperparameters, in order
+
 _HPARAM_RANGES = {
     "learning_rate": (0.0, math.inf),
     "gamma": (0.0, 1.0),

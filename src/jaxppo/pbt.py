@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import _HPARAM_RANGES, ConfigError, PPOConfig, PPOHParams
+from jaxppo.config import _HPARAM_RANGES, HPARAM_NAMES, ConfigError, PPOConfig, PPOHParams
 from jaxppo.train import TrainResult, TrainState, make_trainer
 
-HPARAM_NAMES = tuple(f.name for f in dataclasses.fields(PPOHParams))
 DEFAULT_INTERVAL = 10  # iterations between exploits: several episodes per member on most envs
 DEFAULT_QUANTILE = 0.25
 DEFAULT_FACTORS = (0.8, 1.25)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import ConfigError, PPOHParams, first_line
+from jaxppo.config import HPARAM_NAMES, ConfigError, PPOHParams, first_line
 from jaxppo.settings import RunSettings
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, TIMINGS_FILE = (
@@ -48,7 +48,6 @@ CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, T
     "timings.json",
 )
 PBT_FILE, PBT_PLOT_FILE = "pbt.csv", "pbt.png"  # a --pbt run's copies, and its members' schedules
-HPARAM_NAMES = [f.name for f in dataclasses.fields(PPOHParams)]
 # metrics.csv prefixes the grid point's hyperparameters: the metric "learning_rate" is the annealed value.
 HPARAM_COLUMNS = [f"hp_{name}" for name in HPARAM_NAMES]
 

@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from jaxppo.config import ConfigError, PPOConfig, PPOHParams, hparam_grid
+from jaxppo.config import HPARAM_NAMES, ConfigError, PPOConfig, PPOHParams, hparam_grid
 
 if TYPE_CHECKING:
     import jax
 
 CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
-HPARAM_FIELDS = [f.name for f in dataclasses.fields(PPOHParams)]
+HPARAM_FIELDS = HPARAM_NAMES
 INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof",
               "recurrent_size")
 BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards", "shared_trunk")
