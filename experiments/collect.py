@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxppo.plot import curves_from_csv, render
+from jaxppo.plotting import curves_from_csv, render
 from jaxppo.rundir import atomic_write_bytes, atomic_write_text
 
 # row -> (what, published anchor, target as (kind, value) or None)

@@ -58,7 +58,7 @@ def test_unrolled_threefry_draws_the_same_bits_and_trains_identically(tmp_path):
 def test_garbage_collection_is_paused_inside_the_block_and_restored_after():
     import gc
 
-    from jaxppo.loop import garbage_collection_paused
+    from jaxppo.cli.loop import garbage_collection_paused
 
     assert gc.isenabled()
     with garbage_collection_paused():

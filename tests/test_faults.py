@@ -94,7 +94,7 @@ def test_a_second_signal_aborts_at_once_and_keeps_the_latest_checkpoint(tmp_path
 
 ABORT_WHILE_A_WORKER_WAITS = """
 import os, signal, threading, time
-from jaxppo.loop import Stopper
+from jaxppo.cli.loop import Stopper
 
 threading.Thread(target=threading.Event().wait).start()  # a non-daemon worker, as in orbax's save
 with Stopper("run", total=80, saved=38):
@@ -119,7 +119,7 @@ def test_a_second_signal_exits_130_even_while_a_worker_thread_waits():
 
 SIGNAL_AFTER_THE_STOPPED_LOOP = """
 import os, signal, time
-from jaxppo.loop import Stopper
+from jaxppo.cli.loop import Stopper
 
 with Stopper():
     os.kill(os.getpid(), signal.SIGINT)  # stop requested: the loop saves and returns
@@ -193,7 +193,7 @@ def faulty_trainer(fault: int, value: float = float("nan"), **changes):
 def test_the_envs_nan_or_inf_is_recorded_per_seed_and_iteration(fault, value, normalize):
     import numpy as np
 
-    from jaxppo.outputs import first_nonfinite_env_outputs
+    from jaxppo.cli.outputs import first_nonfinite_env_outputs
 
     trainer = faulty_trainer(fault, value, normalize_observations=normalize)
     train = jax.jit(jax.vmap(lambda key: trainer.run(trainer.init(key, jaxppo.PPOHParams()), jaxppo.PPOHParams(), 8)))
@@ -213,7 +213,7 @@ def test_the_envs_nan_or_inf_is_recorded_per_seed_and_iteration(fault, value, no
 
 def test_a_run_says_which_seed_received_the_envs_nan_and_when(tmp_path, capsys):
     from jaxppo import rundir
-    from jaxppo.loop import train_run
+    from jaxppo.cli.loop import train_run
     from jaxppo.settings import RunOptions, RunSettings
 
     trainer = faulty_trainer(2)

@@ -227,7 +227,7 @@ def test_pbt_with_the_interval_beyond_the_run_is_the_plain_run_and_its_policy_lo
 
 
 def test_a_plot_labels_grid_points_by_what_they_sweep_not_by_a_members_explored_values(tmp_path):
-    from jaxppo.plot import curves_from_csv
+    from jaxppo.plotting import curves_from_csv
     from jaxppo.rundir import metrics_csv
 
     grid, seeds, iterations = 2, 3, 4

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxppo.plot import comparison, curve_band
+from jaxppo.plotting import comparison, curve_band
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from jaxppo.loop import Progress, return_text
+from jaxppo.cli.loop import Progress, return_text
 
 
 def test_progress_off_a_terminal_prints_a_plain_line_about_every_tenth_of_the_run():

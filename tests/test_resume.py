@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli_harness import ENV, assert_ok, cli, describe, in_this_process, popen
-from jaxppo.loop import CHECKPOINT_MIN_SECONDS, CheckpointCadence
+from jaxppo.cli.loop import CHECKPOINT_MIN_SECONDS, CheckpointCadence
 
 pytestmark = pytest.mark.timeout(300)
 TINY = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "128", "--seeds", "2"]
@@ -178,7 +178,7 @@ def test_a_resumed_run_compiles_nothing_that_its_first_session_cached(tmp_path):
 def test_timings_of_processes_are_the_slowest_per_session_and_add_up_over_sessions(tmp_path):
     import numpy as np
 
-    from jaxppo.outputs import Part
+    from jaxppo.cli.outputs import Part
 
     def part(seconds: list[tuple]) -> Part:
         legs = tuple({"iterations": list(it), "compile_seconds": c, "run_seconds": r} for it, c, r in seconds)

@@ -4,16 +4,18 @@ than about 60 lines unless its docstring says why.
 
 The layers, from the bottom:
 
-0. ``FOUNDATION``: ``config``, ``spaces``, ``gymnax_import``, ``frames`` (an env state drawn as a picture);
+0. ``FOUNDATION``: ``declared`` (one declaration per setting), ``config``, ``spaces``, ``gymnax_import``,
+   ``frames`` (an env state drawn as a picture);
 1. the env suites' adapters (``suites`` and ``suites.*``): on the foundation only (the env seam,
    ``envs``, reaches them; they never reach back);
 2. ``CORE``: the library's training core (envs, policy, train, parallel, pbt, ...);
 3. ``RUN_FILES``: run directories, read and written (``settings``, ``rundir``, ``factories``,
    ``loading``: ``jaxppo.load_policy`` and ``load_run`` read what the command line wrote; ``video``
-   and ``exporting``: a run's agent as a video or an exported function), and the package's public
-   names (``jaxppo/__init__``);
-4. ``COMMAND_LINE``: ``run`` and its host loop and outputs, and the ``evaluate``, ``plot``,
-   ``merge``, ``render`` and ``export`` commands. Nothing below imports it.
+   and ``exporting``: a run's agent as a video or an exported function; ``plotting``: learning curves
+   as a picture), and the package's public names (``jaxppo/__init__``);
+4. ``COMMAND_LINE``: the ``cli`` package (``run`` and its host loop and outputs, the ``evaluate``,
+   ``plot``, ``merge``, ``render`` and ``export`` commands, their one parser) and the
+   ``python -m jaxppo.<command>`` modules that start them. Nothing below imports it.
 """
 
 import ast
@@ -23,11 +25,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "jaxppo"
 MAX_LINES = 60
 EXCUSE = "Longer than 60 lines:"  # a docstring that starts a sentence with this says why
 
-FOUNDATION = {"config", "spaces", "gymnax_import", "frames"}
+FOUNDATION = {"declared", "config", "spaces", "gymnax_import", "frames"}
 CORE = {"envs", "distributions", "networks", "policy", "gae", "losses", "normalize", "xla_cpu", "train", "parallel",
         "evaluation", "pbt", "probes", "stats"}  # fmt: skip
-RUN_FILES = {"settings", "rundir", "factories", "loading", "video", "exporting", "__init__"}
-COMMAND_LINE = {"run", "loop", "outputs", "loggers", "evaluate", "plot", "merge", "render", "export", "commandline"}
+RUN_FILES = {"settings", "rundir", "factories", "loading", "video", "exporting", "plotting", "__init__"}
+COMMANDS = {"run", "evaluate", "plot", "merge", "render", "export"}  # python -m jaxppo.<command>: jaxppo.cli.<command>
 
 
 def _module_name(path: Path) -> str:
@@ -47,9 +49,11 @@ def _layer(module: str) -> int:
         return 0
     if module == "suites" or module.startswith("suites."):
         return 1
-    for layer, members in ((2, CORE), (3, RUN_FILES), (4, COMMAND_LINE)):
+    for layer, members in ((2, CORE), (3, RUN_FILES)):
         if module in members:
             return layer
+    if module in COMMANDS or module == "cli" or module.startswith("cli."):
+        return 4
     raise AssertionError(f"jaxppo.{module} is in no layer: add it to one in tests/test_structure.py")
 
 
@@ -95,7 +99,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert {"train", "run", "suites", "suites.base", "suites.brax"} <= set(graph)
+    assert {"train", "run", "cli.run", "suites", "suites.base", "suites.brax"} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
@@ -120,3 +124,12 @@ def test_no_function_is_longer_than_60_lines_without_a_reason():
                 if lines > MAX_LINES and EXCUSE not in (ast.get_docstring(node) or ""):
                     long.append(f"{name}.{node.name}: {lines} lines")
     assert not long, long
+
+
+def test_every_command_module_starts_its_command_in_the_cli_package():
+    modules = _modules()
+    for command in COMMANDS:
+        assert f"cli.{command}" in modules, command
+        assert f"cli.{command}" in import_graph()[command], f"jaxppo.{command} does not start jaxppo.cli.{command}"
+    assert not [m for m in modules if _layer(m) < 4 and any(i == "cli" or i.startswith("cli.") for i in
+                                                             import_graph()[m])]  # fmt: skip

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxppo.declared import SettingError, check, declared, setting
+
 
 class ConfigError(ValueError):
     """Invalid configuration or input; the message names the problem and the fix."""
@@ -83,51 +85,62 @@ class PPOConfig:
     action space (see ``resolve``).
     """
 
-    env_id: str = "CartPole-v1"
-    env_kwargs: tuple[tuple[str, object], ...] | dict = ()
-    total_timesteps: int | None = None
-    num_envs: int | None = None
-    num_steps: int | None = None
-    num_minibatches: int | None = None
-    update_epochs: int | None = None
-    anneal_lr: bool = True
-    norm_adv: bool = True
-    clip_vloss: bool = True
-    target_kl: float | None = None
-    truncation: Literal["bootstrap", "terminate"] = "bootstrap"
-    normalize_observations: bool | None = None
-    normalize_rewards: bool | None = None
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    # Observation encoder: "auto" convolves image-like leaves ([H, W, C], H and W >= 5) and
-    # flattens the others; "mlp" flattens every leaf; "cnn" convolves every [H, W, C] leaf.
-    encoder: str = "auto"
+    env_id: str = setting("CartPole-v1", "str", "env id: a gymnax id (default CartPole-v1) or suite/name (brax/ant, "
+                          "jumanji/Snake-v1, pgx/2048, ...)", flag="--env", group="run")  # fmt: skip
+    env_kwargs: tuple[tuple[str, object], ...] | dict = setting(
+        (), "table", "env constructor argument (repeatable)", flag="--env-kwarg", metavar="KEY=VALUE", group="run")
+    total_timesteps: int | None = setting(None, "int", "env steps per seed, e.g. 5e5 (with --resume: a larger N "
+                                          "trains the run longer)", low=1, metavar="N")  # fmt: skip
+    num_envs: int | None = setting(None, "int", "parallel envs per seed", low=1)
+    num_steps: int | None = setting(None, "int", "steps per env per iteration (the rollout length)", low=1)
+    num_minibatches: int | None = setting(None, "int", "minibatches per epoch", low=1)
+    update_epochs: int | None = setting(None, "int", "epochs over each rollout", low=1)
+    anneal_lr: bool = setting(True, "bool", "anneal the learning rate linearly to 0 over the run")
+    norm_adv: bool = setting(True, "bool", "normalise advantages per minibatch")
+    clip_vloss: bool = setting(True, "bool", "clip the value loss around the rollout's values")
+    target_kl: float | None = setting(None, "float", "stop an iteration's epochs once the approximate KL "
+                                      "exceeds this, or none", nullable=True)  # fmt: skip
+    truncation: Literal["bootstrap", "terminate"] = setting(
+        "bootstrap", "str", "at a time limit, bootstrap from the value of the final observation, or treat it as "
+        "a termination", choices=TRUNCATION_MODES)  # fmt: skip
+    normalize_observations: bool | None = setting(None, "bool", "running mean/std observation normalisation "
+                                                  "(default: on for continuous actions)")  # fmt: skip
+    normalize_rewards: bool | None = setting(None, "bool", "scale rewards by the std of the discounted return "
+                                             "(default: on for continuous actions)")  # fmt: skip
+    hidden_sizes: tuple[int, ...] = setting((64, 64), "ints", "MLP layer widths", low=1, metavar="64,64")
+    activation: str = setting("tanh", "str", "the MLP's activation", choices=ACTIVATIONS)
+    encoder: str = setting("auto", "str", "observation encoder: auto (default) convolves [H, W, C] leaves of at "
+                           "least 5x5 and flattens the others; mlp flattens all; cnn convolves every [H, W, C] "
+                           "leaf", choices=ENCODERS)  # fmt: skip
     # Convolution layers (VALID, relu), before the MLP: the MinAtar paper's one 16 x 3x3 layer.
-    cnn_channels: tuple[int, ...] = (16,)
-    cnn_kernels: tuple[int, ...] = (3,)
-    cnn_strides: tuple[int, ...] = (1,)
-    # False: separate actor and critic networks (CleanRL); True: one encoder + MLP trunk, two heads.
-    shared_trunk: bool = False
-    # Advantage-normalisation std: 0 as CleanRL's JAX code and PureJaxRL, 1 as CleanRL torch.
-    adv_std_ddof: int = 0
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-    # A recurrent core between the encoder and the MLP: None (feed-forward) or "gru". Its state
-    # is kept per env, reset at episode starts, and the update replays whole env sequences.
-    recurrent: str | None = None
-    recurrent_size: int = 128
+    cnn_channels: tuple[int, ...] = setting((16,), "ints", "filters per convolution layer (default 16)", low=1,
+                                            metavar="16,32")  # fmt: skip
+    cnn_kernels: tuple[int, ...] = setting((3,), "ints", "square kernel size per convolution layer (default 3)",
+                                           low=1, metavar="3,3")  # fmt: skip
+    cnn_strides: tuple[int, ...] = setting((1,), "ints", "stride per convolution layer (default 1)", low=1,
+                                           metavar="1,1")  # fmt: skip
+    shared_trunk: bool = setting(False, "bool", "one encoder + MLP trunk with a policy and a value head (vf_coef "
+                                 "weighs the value loss on it), or separate actor and critic networks "
+                                 "(default)")  # fmt: skip
+    # 0 as CleanRL's JAX code and PureJaxRL, 1 as CleanRL torch.
+    adv_std_ddof: int = setting(0, "int", "delta degrees of freedom of the advantages' std (0 or 1)",
+                                choices=(0, 1))  # fmt: skip
+    obs_clip: float = setting(10.0, "float", "clip normalised observations to [-obs_clip, obs_clip]")
+    reward_clip: float = setting(10.0, "float", "clip normalised rewards to [-reward_clip, reward_clip]")
+    # Its state is kept per env, reset at episode starts, and the update replays whole env sequences.
+    recurrent: str | None = setting(None, "str", "a GRU core between the encoder and the MLP, its state reset at "
+                                    "episode starts (default none)", choices=RECURRENT_CORES)  # fmt: skip
+    recurrent_size: int = setting(128, "int", "the GRU's state size", low=1)
 
     def __post_init__(self):
         # Dicts are not hashable: store env_kwargs as sorted items so the config stays static.
         if isinstance(self.env_kwargs, dict):
             object.__setattr__(self, "env_kwargs", tuple(sorted(self.env_kwargs.items())))
-        for name in ("hidden_sizes", "cnn_channels", "cnn_kernels", "cnn_strides"):
+        for name in (name for name, (declaration, _) in declared(PPOConfig).items() if declaration.kind == "ints"):
             try:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
             except TypeError:
-                raise ConfigError(
-                    f"{name} must be a sequence of positive integers, got {getattr(self, name)!r}"
-                ) from None
+                raise ConfigError(f"{name} must be a sequence of positive integers, got {getattr(self, name)!r}") from None
         if isinstance(self.recurrent, str) and self.recurrent.lower() == "none":  # as flags and files spell it
             object.__setattr__(self, "recurrent", None)
 
@@ -182,34 +195,25 @@ class PPOConfig:
         return resolved
 
     def validate(self) -> None:
-        """Raise ``ConfigError`` naming the first problem and its fix."""
-        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-            if value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value}")
-        if self.truncation not in TRUNCATION_MODES:
-            raise ConfigError(f"truncation must be one of {TRUNCATION_MODES}, got {self.truncation!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
-        self._validate_architecture()
-        if self.adv_std_ddof not in (0, 1):
-            raise ConfigError(f"adv_std_ddof must be 0 or 1, got {self.adv_std_ddof!r}")
+        """Raise ``ConfigError`` naming the first problem and its fix: each field against its
+        declaration (kind, choices, bounds), then the checks that involve several fields."""
+        for name, (declaration, _) in declared(PPOConfig).items():
+            try:
+                check(name, declaration, getattr(self, name))
+            except SettingError as error:
+                raise ConfigError(str(error)) from None
         if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
             raise ConfigError(f"target_kl must be None or a positive number, got {self.target_kl!r}")
         for name in ("obs_clip", "reward_clip"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
-        if self.recurrent not in RECURRENT_CORES:
-            raise ConfigError(f"recurrent must be one of {RECURRENT_CORES}, got {self.recurrent!r}")
-        if isinstance(self.recurrent_size, bool) or not isinstance(self.recurrent_size, (int, np.integer)) or self.recurrent_size <= 0:
-            raise ConfigError(f"recurrent_size must be a positive integer, got {self.recurrent_size!r}")
+        lengths = {len(self.cnn_channels), len(self.cnn_kernels), len(self.cnn_strides)}
+        if len(lengths) > 1:
+            raise ConfigError(
+                f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and cnn_strides "
+                f"{self.cnn_strides} must have one entry per convolution layer each (equal lengths)"
+            )
         if None in (self.num_envs, self.num_steps, self.num_minibatches, self.total_timesteps):
             return  # counts not resolved yet; checked again by resolve()
         if self.recurrent is not None and self.num_envs % self.num_minibatches:
@@ -231,27 +235,6 @@ class PPOConfig:
                 f"{self.batch_size} or lower num_envs/num_steps"
             )
 
-    def _validate_architecture(self) -> None:
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        for name in ("cnn_channels", "cnn_kernels", "cnn_strides"):
-            values = getattr(self, name)
-            if not values or not all(_is_positive_int(v) for v in values):
-                raise ConfigError(f"{name} must be positive integers (one per convolution layer), got {values!r}")
-        lengths = {len(self.cnn_channels), len(self.cnn_kernels), len(self.cnn_strides)}
-        if len(lengths) > 1:
-            raise ConfigError(
-                f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and cnn_strides "
-                f"{self.cnn_strides} must have one entry per convolution layer each (equal lengths)"
-            )
-        if not isinstance(self.shared_trunk, bool):
-            raise ConfigError(f"shared_trunk must be true or false, got {self.shared_trunk!r}")
-
-
-def _is_positive_int(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value > 0
-
-
 def _divisors(n: int, limit: int = 8) -> list[int]:
     found = [d for d in range(1, n + 1) if n % d == 0]
     return found if len(found) <= limit else found[: limit - 1] + [n]
@@ -265,13 +248,16 @@ class PPOHParams:
     every leaf carries the same leading axes (``hparam_grid`` builds one).
     """
 
-    learning_rate: jax.Array | float | None = None
-    gamma: jax.Array | float | None = None
-    gae_lambda: jax.Array | float | None = None
-    clip_coef: jax.Array | float | None = None
-    ent_coef: jax.Array | float | None = None
-    vf_coef: jax.Array | float | None = None
-    max_grad_norm: jax.Array | float | None = None
+    learning_rate: jax.Array | float | None = setting(None, "float", "Adam's step size (annealed with --anneal-lr)",
+                                                      low=0.0, high=math.inf)  # fmt: skip
+    gamma: jax.Array | float | None = setting(None, "float", "discount factor", low=0.0, high=1.0)
+    gae_lambda: jax.Array | float | None = setting(None, "float", "GAE's lambda", low=0.0, high=1.0)
+    clip_coef: jax.Array | float | None = setting(None, "float", "the policy ratio's clip range (and the value "
+                                                  "loss's with --clip-vloss)", low=0.0, high=math.inf)  # fmt: skip
+    ent_coef: jax.Array | float | None = setting(None, "float", "entropy bonus coefficient", low=0.0, high=math.inf)
+    vf_coef: jax.Array | float | None = setting(None, "float", "value loss coefficient", low=0.0, high=math.inf)
+    max_grad_norm: jax.Array | float | None = setting(None, "float", "global gradient norm clip", low=0.0,
+                                                      high=math.inf)  # fmt: skip
 
     def resolve(self, action_kind: ActionKind) -> PPOHParams:
         """Fill ``None`` with the defaults for ``action_kind`` (float32 scalars)."""
@@ -294,7 +280,7 @@ class PPOHParams:
             array = np.asarray(value, dtype=np.float64)
             if not np.all(np.isfinite(array)):
                 raise ConfigError(f"{name} must be finite, got {value!r}")
-            low, high = _HPARAM_RANGES[name]
+            low, high = hparam_range(name)
             if np.any(array < low) or np.any(array > high):
                 raise ConfigError(
                     f"{name} must lie in [{low}, {high}], got {value!r}; "
@@ -304,15 +290,12 @@ class PPOHParams:
 
 HPARAM_NAMES = tuple(f.name for f in dataclasses.fields(PPOHParams))  # the traced hyperparameters, in order
 
-_HPARAM_RANGES = {
-    "learning_rate": (0.0, math.inf),
-    "gamma": (0.0, 1.0),
-    "gae_lambda": (0.0, 1.0),
-    "clip_coef": (0.0, math.inf),
-    "ent_coef": (0.0, math.inf),
-    "vf_coef": (0.0, math.inf),
-    "max_grad_norm": (0.0, math.inf),
-}
+
+def hparam_range(name: str) -> tuple[float, float]:
+    """The values a traced hyperparameter may take, as its declaration gives them: ``(low, high)``."""
+    declaration = declared(PPOHParams)[name][0]
+    return declaration.low, declaration.high
+
 _HPARAM_HINTS = {
     "gamma": "a discount factor such as 0.99",
     "gae_lambda": "a GAE lambda such as 0.95",

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import _HPARAM_RANGES, HPARAM_NAMES, ConfigError, PPOConfig, PPOHParams
+from jaxppo.config import HPARAM_NAMES, ConfigError, PPOConfig, PPOHParams, hparam_range
 from jaxppo.train import TrainResult, TrainState, make_trainer
 
 DEFAULT_INTERVAL = 10  # iterations between exploits: several episodes per member on most envs
@@ -76,7 +76,7 @@ class SearchRange:
                               f"{', '.join(HPARAM_NAMES)}")  # fmt: skip
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
             raise ConfigError(f"{where}: LOW must be below HIGH, both finite")
-        allowed_low, allowed_high = _HPARAM_RANGES[self.name]
+        allowed_low, allowed_high = hparam_range(self.name)
         if self.low < allowed_low or self.high > allowed_high:
             raise ConfigError(f"{where}: {self.name} must lie in [{allowed_low}, {allowed_high}]; narrow the range")
         if self.log and self.low <= 0:

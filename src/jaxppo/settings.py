@@ -145,7 +145,7 @@ class RunOptions:
     """How a run reports and saves; none of these change the training numbers."""
 
     checkpoint_every: int | None = None
-    checkpoint_minutes: float | None = None  # None: the default (jaxppo.loop.CheckpointCadence)
+    checkpoint_minutes: float | None = None  # None: the default (jaxppo.cli.loop.CheckpointCadence)
     eval_every: int | None = None
     video_every: int | None = None  # a GIF of an episode every K iterations (jaxppo.video)
     show_progress: bool = True

@@ -4,7 +4,7 @@ All grid points x seeds advance together: ``scan`` over iterations of the doubly
 ``Trainer.step`` (equal to vmapping the scanned ``train``), seeds sharded over the local
 devices. Between chunks the host advances the progress bar, writes the loggers, evaluates and
 saves checkpoints when due, and reacts to signals (``Stopper``); a chunked run equals an
-unchunked one. At the end it hands the results to ``jaxppo.outputs``.
+unchunked one. At the end it hands the results to ``jaxppo.cli.outputs``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxppo import parallel, pbt, rundir
-from jaxppo.loggers import Evaluator, TensorBoard, Videos, Wandb
-from jaxppo.outputs import (
+from jaxppo.cli.loggers import Evaluator, TensorBoard, Videos, Wandb
+from jaxppo.cli.outputs import (
     Part,
     first_nonfinite_env_outputs,
     merge_parts,

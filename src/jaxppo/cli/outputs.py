@@ -18,7 +18,7 @@ import numpy as np
 from jaxppo import pbt, rundir
 from jaxppo.config import ConfigError
 from jaxppo.factories import run_trainer
-from jaxppo.plot import curves_from_csv, render, render_population
+from jaxppo.plotting import curves_from_csv, render, render_population
 from jaxppo.stats import summarize
 
 
