@@ -49,20 +49,16 @@ def measure(seeds: int, timesteps: int, repeats: int, mode: str, unroll_threefry
     import numpy as np
 
     import jaxppo
-    from jaxppo.parallel import pad_seeds, padded_seed_count, seed_chunked, seed_mesh, shard_seeds
+    from jaxppo.parallel import seed_layout
 
     config = jaxppo.PPOConfig(env_id="CartPole-v1", total_timesteps=timesteps)
     hparams = jaxppo.PPOHParams()
     keys = jax.random.split(jax.random.key(0), seeds)
     train = jaxppo.make_train(config)
     if mode == "sharded":
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
-
-        mesh = seed_mesh()
-        padded, _ = padded_seed_count(seeds, mesh.size)
-        fn = shard_seeds(seed_chunked(train, 1), mesh, (0, None), 0)
-        keys = jax.device_put(pad_seeds(keys, 0, padded), NamedSharding(mesh, P("seeds")))
+        layout = seed_layout(seeds)
+        fn = layout.shard(layout.over_seeds(train), (0, None), 0)
+        keys = layout.put(keys, 0)
     else:
         fn = jax.vmap(train, in_axes=(0, None))
     t0 = time.perf_counter()

@@ -13,7 +13,8 @@ import pytest
 import jaxppo
 from jaxppo import rundir, train
 from jaxppo.envs import ObsLeaf, make_env
-from jaxppo.loading import abstract_states, metric_names
+from jaxppo.factories import run_facts
+from jaxppo.loading import abstract_states
 from jaxppo.networks import Encoder, LeafEncoder, conv_patches
 from jaxppo.policy import SharedTrunkActorCritic, make_policy, observation_encoding
 from jaxppo.settings import RunSettings
@@ -265,7 +266,8 @@ def test_a_run_continued_from_its_checkpoint_is_exact_with_every_architecture(co
     settings = RunSettings(config=config, hparams={}, grid={}, seeds=1, seed=0)
     states = jax.tree.map(lambda x: x[None, None], first.state)  # [G, S] = [1, 1]
     rundir.save_checkpoint(tmp_path, 1, states, {k: np.asarray(v)[None, None] for k, v in first.metrics.items()})
-    restored = rundir.restore_checkpoint(tmp_path, abstract_states(trainer, settings), metric_names(trainer, settings))
+    facts = run_facts(settings, trainer)
+    restored = rundir.restore_checkpoint(tmp_path, abstract_states(facts), facts.metric_dtypes)
     assert restored.iteration == 1 and tree_equal(restored.states, states)
     continued = run(jax.tree.map(lambda x: x[0, 0], restored.states), DEFAULTS, 1)
     assert tree_equal(continued, run(first.state, DEFAULTS, 1))

@@ -214,14 +214,15 @@ def test_the_envs_nan_or_inf_is_recorded_per_seed_and_iteration(fault, value, no
 def test_a_run_says_which_seed_received_the_envs_nan_and_when(tmp_path, capsys):
     from jaxppo import rundir
     from jaxppo.cli.loop import train_run
+    from jaxppo.factories import run_facts
     from jaxppo.settings import RunOptions, RunSettings
 
     trainer = faulty_trainer(2)
-    settings = RunSettings(config=trainer.config, hparams={}, grid={}, seeds=4, seed=0)
+    facts = run_facts(RunSettings(config=trainer.config, hparams={}, grid={}, seeds=4, seed=0), trainer)
     run = tmp_path / "run"
     rundir.prepare_out_dir(run, overwrite=False)
-    rundir.write_config(run, settings, trainer)
-    assert train_run(trainer, settings, run, None, None, RunOptions(show_progress=False)) == 0
+    rundir.write_config(run, facts)
+    assert train_run(facts, run, None, None, RunOptions(show_progress=False)) == 0
     err = capsys.readouterr().err
     told = [line for line in err.splitlines() if "non-finite" in line]
     summary = __import__("json").loads((run / "summary.json").read_text())["grid_points"][0]

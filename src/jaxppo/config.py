@@ -21,11 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxppo.declared import SettingError, check, declared, setting
-
-
-class ConfigError(ValueError):
-    """Invalid configuration or input; the message names the problem and the fix."""
+from jaxppo.declared import ConfigError, check_fields, declared, setting
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
@@ -86,7 +82,7 @@ class PPOConfig:
     """
 
     env_id: str = setting("CartPole-v1", "str", "env id: a gymnax id (default CartPole-v1) or suite/name (brax/ant, "
-                          "jumanji/Snake-v1, pgx/2048, ...)", flag="--env", group="run")  # fmt: skip
+                          "jumanji/Snake-v1, pgx/2048, ...)", flag="--env", metavar="ID", group="run")  # fmt: skip
     env_kwargs: tuple[tuple[str, object], ...] | dict = setting(
         (), "table", "env constructor argument (repeatable)", flag="--env-kwarg", metavar="KEY=VALUE", group="run")
     total_timesteps: int | None = setting(None, "int", "env steps per seed, e.g. 5e5 (with --resume: a larger N "
@@ -197,11 +193,7 @@ class PPOConfig:
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first problem and its fix: each field against its
         declaration (kind, choices, bounds), then the checks that involve several fields."""
-        for name, (declaration, _) in declared(PPOConfig).items():
-            try:
-                check(name, declaration, getattr(self, name))
-            except SettingError as error:
-                raise ConfigError(str(error)) from None
+        check_fields(self)
         if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
             raise ConfigError(f"target_kl must be None or a positive number, got {self.target_kl!r}")
         for name in ("obs_clip", "reward_clip"):

@@ -24,8 +24,8 @@ KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
               "table": "a table of name = value"}  # fmt: skip
 
 
-class SettingError(ValueError):
-    """A value that does not fit its declaration; the message names the setting and what it takes."""
+class ConfigError(ValueError):
+    """Invalid configuration or input; the message names the problem and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def flag_name(name: str, declaration: Setting) -> str:
 
 
 def coerce(name: str, declaration: Setting, value: Any) -> Any:
-    """``value`` (a flag's text, or a TOML/YAML value) as the declared kind; ``SettingError`` if it
+    """``value`` (a flag's text, or a TOML/YAML value) as the declared kind; ``ConfigError`` if it
     is not one. ``None`` stays ``None``. Tables are left to their owner."""
     kind = declaration.kind
     if value is None or kind == "table":
@@ -97,7 +97,7 @@ def coerce(name: str, declaration: Setting, value: Any) -> Any:
             raise TypeError
         return tuple(_integer(v) for v in value)
     except (TypeError, ValueError):
-        raise SettingError(f"setting {name} must be {KIND_NAMES[kind]}, got {value!r}") from None
+        raise ConfigError(f"setting {name} must be {KIND_NAMES[kind]}, got {value!r}") from None
 
 
 def _integer(value) -> int:
@@ -110,7 +110,7 @@ def _integer(value) -> int:
 
 
 def check(name: str, declaration: Setting, value: Any) -> None:
-    """``SettingError`` when a value (already of its kind, or given in code) breaks its declaration:
+    """``ConfigError`` when a value (already of its kind, or given in code) breaks its declaration:
     its kind, its choices or its lower bound. ``None`` passes (the field's "not set")."""
     if value is None or declaration.kind == "table":
         return
@@ -119,18 +119,18 @@ def check(name: str, declaration: Setting, value: Any) -> None:
         if not value or not all(_is_integer(v) for v in value) or (
             declaration.low is not None and any(v < declaration.low for v in value)
         ):
-            raise SettingError(f"{name} must be {_bound_text(declaration)}, got {value!r}")
+            raise ConfigError(f"{name} must be {_bound_text(declaration)}, got {value!r}")
         return
     if kind == "bool" and not isinstance(value, (bool, np.bool_)):
-        raise SettingError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     if kind == "int" and not _is_integer(value):
-        raise SettingError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
     if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
-        raise SettingError(f"{name} must be a number, got {value!r}")
+        raise ConfigError(f"{name} must be a number, got {value!r}")
     if declaration.choices is not None and value not in declaration.choices:
-        raise SettingError(f"{name} must be one of {declaration.choices}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {declaration.choices}, got {value!r}")
     if declaration.low is not None and not value >= declaration.low:  # NaN fails too
-        raise SettingError(f"{name} must be {_bound_text(declaration)}, got {value!r}")
+        raise ConfigError(f"{name} must be {_bound_text(declaration)}, got {value!r}")
 
 
 def _is_integer(value) -> bool:
@@ -144,6 +144,13 @@ def _bound_text(declaration: Setting) -> str:
     if declaration.kind == "int":
         return {1: "a positive integer", 0: "zero or positive"}.get(low, f"an integer of at least {low:g}")
     return "zero or positive" if low == 0 else f"a number of at least {low:g}"
+
+
+def check_fields(instance, by_flag: bool = False) -> None:
+    """``check`` every declared field of a dataclass instance; a message names the field, or with
+    ``by_flag`` its flag (for settings only the command line sets)."""
+    for name, (declaration, _) in declared(type(instance)).items():
+        check(flag_name(name, declaration) if by_flag else name, declaration, getattr(instance, name))
 
 
 def to_json(declaration: Setting, value: Any) -> Any:

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo import pbt, rundir
-from jaxppo.config import ConfigError, PPOHParams
+from jaxppo import rundir
+from jaxppo.config import ConfigError
 from jaxppo.evaluation import make_act
-from jaxppo.factories import run_trainer
+from jaxppo.factories import RunFacts, run_facts
 from jaxppo.parallel import batched_init, process_seed_range
 from jaxppo.settings import RunSettings, run_keys
 
@@ -43,19 +43,10 @@ class LoadedRun(NamedTuple):
         return self.settings.seeds
 
 
-def abstract_states(trainer: Trainer, settings: RunSettings, seed_range: range | None = None):
+def abstract_states(facts: RunFacts, seed_range: range | None = None):
     """Shapes and dtypes of the run's ``TrainState [G, S]`` (those seeds only, with ``seed_range``)."""
-    grid, points = settings.grid_hparams()
-    keys = run_keys(settings, seed_range)
-    return jax.eval_shape(batched_init(trainer, len(points)), keys, grid)
-
-
-def metric_names(trainer: Trainer, settings: RunSettings) -> dict:
-    """The metrics one training iteration records: ``{name: dtype}``."""
-    hparams = PPOHParams(**settings.hparams)
-    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
-    metrics = {name: m.dtype for name, m in jax.eval_shape(trainer.step, state, hparams)[1].items()}
-    return {**metrics, **pbt.METRIC_DTYPES} if settings.pbt else metrics
+    keys = run_keys(facts.settings, seed_range)
+    return jax.eval_shape(batched_init(facts.trainer, facts.num_points), keys, facts.grid)
 
 
 def run_directory(run_dir) -> Path:
@@ -93,21 +84,21 @@ def load_run(run_dir) -> LoadedRun:
     parts = [run_dir] if processes == 1 else [rundir.process_dir(run_dir, k) for k in range(processes)]
     for part in parts:
         _require_checkpoint(part, run_dir)
-    trainer = run_trainer(settings)
-    names = metric_names(trainer, settings)
+    facts = run_facts(settings)
     if processes == 1:
-        checkpoint = rundir.restore_checkpoint(run_dir, abstract_states(trainer, settings), names)
+        checkpoint = rundir.restore_checkpoint(run_dir, abstract_states(facts), facts.metric_dtypes)
     else:
-        checkpoint = _joined_parts(run_dir, trainer, settings, names, processes)
-    _, points = settings.grid_hparams()
-    return LoadedRun(run_dir, settings, trainer, checkpoint.states, checkpoint.metrics, checkpoint.iteration, points)
+        checkpoint = _joined_parts(run_dir, facts, processes)
+    return LoadedRun(run_dir, settings, facts.trainer, checkpoint.states, checkpoint.metrics, checkpoint.iteration,
+                     facts.points)  # fmt: skip
 
 
-def _joined_parts(run_dir: Path, trainer: Trainer, settings: RunSettings, names: list[str], processes: int):
+def _joined_parts(run_dir: Path, facts: RunFacts, processes: int):
+    names = facts.metric_dtypes
     parts = [
         rundir.restore_checkpoint(
             rundir.process_dir(run_dir, k),
-            abstract_states(trainer, settings, process_seed_range(settings.seeds, k, processes)),
+            abstract_states(facts, process_seed_range(facts.settings.seeds, k, processes)),
             names,
         )
         for k in range(processes)
@@ -236,7 +227,7 @@ def check_agent(run_dir, seed: int = 0, grid_point: int = 0) -> tuple[Path, RunS
     run_dir = run_directory(run_dir)
     settings = rundir.read_settings(run_dir)
     seed = _check_index("seed", seed, settings.seeds, "seed(s)", run_dir)
-    grid_point = _check_index("grid_point", grid_point, len(settings.grid_hparams()[1]), "grid point(s)", run_dir)
+    grid_point = _check_index("grid_point", grid_point, settings.grid_size, "grid point(s)", run_dir)
     return run_dir, settings, seed, grid_point
 
 

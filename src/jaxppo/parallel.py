@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -88,6 +89,39 @@ def shard_seeds(fn, mesh: Mesh, in_axes, out_axis: int):
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class SeedLayout:
+    """How a block of seeds runs on the local devices: padded with copies of the last seed to fill
+    them, in ``chunks`` sequential pieces per device (``seed_chunk`` bounds memory), sharded on the
+    seed axis with no communication between devices. ``train_many`` and the command line's loop
+    both lay their seeds out with it."""
+
+    mesh: Mesh
+    seeds: int
+    padded: int
+    chunks: int
+
+    def over_seeds(self, fn):
+        """``fn(one, *rest)`` vmapped over axis 0 of its first argument, ``chunks`` pieces at a time."""
+        return seed_chunked(fn, self.chunks)
+
+    def shard(self, fn, in_axes, out_axis: int):
+        """``fn`` on each device's own slice of the seed axis (see ``shard_seeds``)."""
+        return shard_seeds(fn, self.mesh, in_axes, out_axis)
+
+    def put(self, tree, axis: int):
+        """``tree``'s seed axis ``axis`` padded to ``padded`` and sharded over the devices."""
+        spec = P(*([None] * axis), SEED_AXIS)
+        return jax.device_put(pad_seeds(tree, axis, self.padded), NamedSharding(self.mesh, spec))
+
+
+def seed_layout(seeds: int, seed_chunk: int | None = None, devices=None) -> SeedLayout:
+    """The ``SeedLayout`` of ``seeds`` seeds over ``devices`` (default: the local ones)."""
+    mesh = seed_mesh(devices)
+    padded, per_chunk = padded_seed_count(seeds, mesh.size, seed_chunk)
+    return SeedLayout(mesh, seeds, padded, padded // per_chunk)
+
+
 def batched_init(trainer, grid_size: int, sequential: bool = False):
     """``(keys [S], grid [G]) -> TrainState [G, S]`` of a ``Trainer`` (a grid of defaults has no
     leaves: pass its size).
@@ -148,16 +182,13 @@ def train_many(
     train = make_train(config, env=env, env_params=env_params, network=network, optimizer=optimizer)
     leaves = jax.tree.leaves(hparams)
     grid = bool(leaves) and np.ndim(leaves[0]) > 0
-    mesh = seed_mesh(devices)
-    seeds = keys.shape[0]
-    padded, per_chunk = padded_seed_count(seeds, mesh.size, seed_chunk)
+    layout = seed_layout(keys.shape[0], seed_chunk, devices)
     seed_axis = 1 if grid else 0
-    over_seeds = seed_chunked(train, padded // per_chunk)
+    over_seeds = layout.over_seeds(train)
     fn = jax.vmap(over_seeds, in_axes=(None, 0)) if grid else over_seeds
-    fn = shard_seeds(fn, mesh, in_axes=(0, None), out_axis=seed_axis)
-    keys = jax.device_put(pad_seeds(keys, 0, padded), NamedSharding(mesh, P(SEED_AXIS)))
-    result = jax.jit(fn)(keys, hparams)
-    return host_slice(result, seeds, seed_axis)
+    fn = layout.shard(fn, in_axes=(0, None), out_axis=seed_axis)
+    result = jax.jit(fn)(layout.put(keys, 0), hparams)
+    return host_slice(result, layout.seeds, seed_axis)
 
 
 def host_slice(tree, size: int, axis: int):

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import HPARAM_NAMES, ConfigError, PPOHParams, first_line
+from jaxppo.config import HPARAM_NAMES, ConfigError, first_line
 from jaxppo.settings import RunSettings
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, TIMINGS_FILE = (
@@ -197,16 +197,17 @@ def environment_info() -> dict:
     }
 
 
-def write_config(run_dir: Path, settings: RunSettings, resolved, seed_range: range | None = None) -> None:
-    """config.json: the settings, and as ``resolved`` (the run's ``Trainer``) resolved them.
+def write_config(run_dir: Path, facts, seed_range: range | None = None) -> None:
+    """config.json: the settings, and as the run's trainer resolved them (``facts``: the run's
+    ``jaxppo.factories.RunFacts``).
 
     ``seed_range``: the seeds this directory holds, when it is one process's part of a run."""
-    grid, points = settings.grid_hparams()
+    settings, resolved = facts.settings, facts.trainer
     seed_range = range(settings.seeds) if seed_range is None else seed_range
     data = {
         **settings.to_json(),
         "resolved_config": {**dataclasses.asdict(resolved.config), "env_kwargs": dict(resolved.config.env_kwargs)},
-        "resolved_grid": resolved_points(resolved, grid, points),
+        "resolved_grid": facts.hparam_rows,
         "architecture": resolved.architecture(),  # what encoder="auto" and the other settings built
         "num_iterations": resolved.config.num_iterations,
         "env_steps_per_seed": resolved.config.env_steps,
@@ -217,7 +218,7 @@ def write_config(run_dir: Path, settings: RunSettings, resolved, seed_range: ran
     atomic_write_text(run_dir / CONFIG_FILE, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def record_extension(run_dir: Path, settings: RunSettings, resolved, iteration: int) -> None:
+def record_extension(run_dir: Path, facts, iteration: int) -> None:
     """config.json of a run trained longer: its new budget, and in ``extensions`` the budget it
     had, where the longer training started and the environment that continued it."""
     from datetime import datetime, timezone
@@ -226,6 +227,7 @@ def record_extension(run_dir: Path, settings: RunSettings, resolved, iteration: 
     data = json.loads(path.read_text())
     extension = {"total_timesteps_before": data["resolved_config"]["total_timesteps"], "from_iteration": int(iteration),
                  "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "environment": environment_info()}
+    settings, resolved = facts.settings, facts.trainer
     data["config"]["total_timesteps"] = data["resolved_config"]["total_timesteps"] = settings.config.total_timesteps
     data["num_iterations"] = resolved.config.num_iterations
     data["env_steps_per_seed"] = resolved.config.env_steps
@@ -257,21 +259,6 @@ def part_dir(run_dir: Path) -> Path:
     """Where this process writes its seeds' files: the run directory itself for a single process,
     its ``process<K>/`` part when several processes share the run."""
     return Path(run_dir) if jax.process_count() == 1 else process_dir(run_dir, jax.process_index())
-
-
-def resolved_points(trainer, grid: PPOHParams, points: list[dict]) -> list[dict]:
-    """Each grid point's hyperparameters as ``trainer`` resolves them for its env (the rows of the files)."""
-    resolved = grid.resolve(trainer.spec.action_kind)
-    out = []
-    for g in range(len(points)):
-        out.append(
-            # float32 values by their shortest repr (0.00025, not 0.0002500000118743628)
-            {
-                name: float(str(np.broadcast_to(np.asarray(value), (len(points),))[g]))
-                for name, value in resolved.items()
-            }
-        )
-    return out
 
 
 def metrics_csv(metrics: dict, hparam_rows: list[dict], first_seed: int = 0) -> str:

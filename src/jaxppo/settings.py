@@ -12,22 +12,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from jaxppo.config import HPARAM_NAMES, ConfigError, PPOConfig, PPOHParams, hparam_grid
+from jaxppo.declared import check_fields, coerce, declared, setting
+from jaxppo.declared import to_json as json_value
 
 if TYPE_CHECKING:
     import jax
 
-CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(PPOConfig)}
-HPARAM_FIELDS = HPARAM_NAMES
-INT_FIELDS = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof",
-              "recurrent_size")
-BOOL_FIELDS = ("anneal_lr", "norm_adv", "clip_vloss", "normalize_observations", "normalize_rewards", "shared_trunk")
-SIZES_FIELDS = ("hidden_sizes", "cnn_channels", "cnn_kernels", "cnn_strides")  # tuples of ints
-RUN_KEYS = ("seeds", "seed", "eval_episodes", "deterministic_eval", "grid", "env_kwarg", "seed_chunk", "network",
-            "optimizer", "pbt", "pbt_interval", "pbt_quantile", "pbt_search")
+GROUPS = {"run": "run", "pbt": "population-based training (the seeds of each grid point are a population)",
+          "hosts": "several processes or hosts (jax.distributed; run the same command on each)",
+          "PPOConfig": "PPOConfig (static; CleanRL names)",
+          "PPOHParams": "PPOHParams (traced; sweepable with --grid)"}  # fmt: skip
 
 
 class Grid(NamedTuple):
@@ -39,66 +38,64 @@ class Grid(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
-    """Everything that decides a run's numbers; resume refuses any difference in these."""
+    """Everything that decides a run's numbers; resume refuses any difference in these.
+
+    ``config`` and ``hparams`` hold the ``PPOConfig`` and the explicitly given ``PPOHParams``
+    values (None: the env's default); every other field is declared here, once, with its flag.
+    """
 
     config: PPOConfig
     hparams: dict  # base hyperparameters given explicitly (None = env default)
-    grid: dict  # name -> list of values
-    seeds: int
-    seed: int
-    eval_episodes: int = 0
-    deterministic_eval: bool = True
-    seed_chunk: int | None = None  # seeds per lax.map chunk (bounds memory); part of the numerics' layout
-    network: str | None = None  # MODULE:FACTORY of a user's network (jaxppo.factories); None: built-in
-    optimizer: str | None = None  # MODULE:FACTORY of a user's optimizer; None: CleanRL's
-    pbt: bool = False  # the seeds of each grid point train as a population (jaxppo.pbt)
-    pbt_interval: int | None = None  # None: pbt.DEFAULT_INTERVAL
-    pbt_quantile: float | None = None  # None: pbt.DEFAULT_QUANTILE
-    pbt_search: tuple[str, ...] = ()  # NAME=LOW:HIGH[:log] ranges
+    grid: dict = setting(dataclasses.MISSING, "table", "sweep a PPOHParams field; several --grid give the Cartesian "
+                         "product; a swept field cannot also be given one value (by its flag or a config file)",
+                         metavar="NAME=V1,V2,...", group="run")  # fmt: skip
+    seeds: int = setting(8, "int", "number of seeds trained together (default 8)", low=1, group="run")
+    seed: int = setting(0, "int", "base random seed (default 0)", group="run")
+    eval_episodes: int = setting(0, "int", "evaluate the final policies on N episodes", low=0, metavar="N",
+                                 group="run")  # fmt: skip
+    deterministic_eval: bool = setting(True, "bool", "evaluate with the policy's mode (default) or "
+                                       "--no-deterministic-eval to sample", group="run",
+                                       off_flags=(("--stochastic-eval", "sample actions"),))  # fmt: skip
+    # Seeds per lax.map chunk: bounds memory, and is part of the numerics' layout.
+    seed_chunk: int | None = setting(None, "int", "train seeds in sequential chunks of M (bounds memory; same "
+                                     "results)", low=1, metavar="M", group="run")  # fmt: skip
+    network: str | None = setting(None, "str", "a network factory network(action_size=...) -> flax.linen.Module, "
+                                  "imported from the current directory or the Python path, in place of the "
+                                  "built-in networks", metavar="MODULE:FACTORY", group="run")  # fmt: skip
+    optimizer: str | None = setting(None, "str", "an optimizer factory optimizer(hparams) -> "
+                                    "optax.GradientTransformation, the learning rate included (default: CleanRL's "
+                                    "clip + Adam)", metavar="MODULE:FACTORY", group="run")  # fmt: skip
+    pbt: bool = setting(False, "bool", "every --pbt-interval iterations, the weakest members copy the learner of a "
+                        "stronger one and explore their --pbt-search hyperparameters (one process only)",
+                        switch="on", group="pbt")  # fmt: skip
+    pbt_interval: int | None = setting(None, "int", "iterations between exploits (default 10)", low=1, metavar="K",
+                                       group="pbt")  # fmt: skip
+    pbt_quantile: float | None = setting(None, "float", "the bottom Q of each population, ranked by the mean return "
+                                         "of the episodes since the last exploit, copy a member of the top Q "
+                                         "(default 0.25; at most 0.5)", metavar="Q", group="pbt")  # fmt: skip
+    pbt_search: tuple[str, ...] = setting((), "strings", "the range a PPOHParams field explores (repeatable): a "
+                                          "member's value is multiplied by 0.8 or 1.25, or drawn again from the "
+                                          "range with probability 0.25, then clipped; it starts at its flag's, "
+                                          "config file's or grid's value, else at a draw in the range",
+                                          metavar="NAME=LOW:HIGH[:log]", group="pbt")  # fmt: skip
+
+    def __post_init__(self):
+        check_fields(self, by_flag=True)
 
     def to_json(self) -> dict:
-        config = dataclasses.asdict(self.config)
-        config["env_kwargs"] = dict(self.config.env_kwargs)
-        for name in SIZES_FIELDS:
-            config[name] = list(getattr(self.config, name))
-        return {
-            "config": config,
-            "hparams": self.hparams,
-            "grid": self.grid,
-            "seeds": self.seeds,
-            "seed": self.seed,
-            "eval_episodes": self.eval_episodes,
-            "deterministic_eval": self.deterministic_eval,
-            "seed_chunk": self.seed_chunk,
-            "network": self.network,
-            "optimizer": self.optimizer,
-            "pbt": self.pbt,
-            "pbt_interval": self.pbt_interval,
-            "pbt_quantile": self.pbt_quantile,
-            "pbt_search": list(self.pbt_search),
-        }
+        """``config.json``'s settings: every field by its name, ``config`` as a table of its fields."""
+        config = {name: json_value(declaration, getattr(self.config, name))
+                  for name, (declaration, _) in declared(PPOConfig).items()}  # fmt: skip
+        run = {name: json_value(declaration, getattr(self, name)) for name, (declaration, _) in declared(RunSettings).items()}
+        return {"config": config, "hparams": dict(self.hparams), **run}
 
     @classmethod
     def from_json(cls, data: dict) -> RunSettings:
-        config = dict(data["config"])
-        for name in SIZES_FIELDS:
-            config[name] = tuple(config[name])
-        return cls(
-            config=PPOConfig(**config),
-            hparams=dict(data["hparams"]),
-            grid={k: list(v) for k, v in data["grid"].items()},
-            seeds=int(data["seeds"]),
-            seed=int(data["seed"]),
-            eval_episodes=int(data.get("eval_episodes", 0)),
-            deterministic_eval=bool(data.get("deterministic_eval", True)),
-            seed_chunk=data.get("seed_chunk"),
-            network=data.get("network"),
-            optimizer=data.get("optimizer"),
-            pbt=bool(data.get("pbt", False)),
-            pbt_interval=data.get("pbt_interval"),
-            pbt_quantile=data.get("pbt_quantile"),
-            pbt_search=tuple(data.get("pbt_search", ())),
-        )
+        """The settings ``to_json`` stored (a field it lacks takes its default)."""
+        config = {name: _coerce(name, data["config"][name]) for name in declared(PPOConfig) if name in data["config"]}
+        run = {name: _coerce(name, data[name]) for name in declared(RunSettings) if name in data}
+        run["grid"] = {k: list(v) for k, v in data["grid"].items()}
+        return cls(config=PPOConfig(**config), hparams=dict(data["hparams"]), **run)
 
     def differences(self, other: RunSettings) -> list[str]:
         mine, theirs = _flatten(self.to_json()), _flatten(other.to_json())
@@ -110,6 +107,11 @@ class RunSettings:
 
     def replace_total_timesteps(self, total_timesteps: int) -> RunSettings:
         return dataclasses.replace(self, config=self.config.replace(total_timesteps=total_timesteps))
+
+    @property
+    def grid_size(self) -> int:
+        """How many grid points the run trains (1 without a grid)."""
+        return math.prod(len(values) for values in self.grid.values())
 
     def grid_hparams(self) -> Grid:
         return Grid(*hparam_grid(PPOHParams(**self.hparams), **self.grid))
@@ -144,13 +146,26 @@ def run_keys(settings: RunSettings, seed_range: range | None = None) -> jax.Arra
 class RunOptions:
     """How a run reports and saves; none of these change the training numbers."""
 
-    checkpoint_every: int | None = None
-    checkpoint_minutes: float | None = None  # None: the default (jaxppo.cli.loop.CheckpointCadence)
-    eval_every: int | None = None
-    video_every: int | None = None  # a GIF of an episode every K iterations (jaxppo.video)
-    show_progress: bool = True
-    tensorboard: bool = False
-    wandb: bool = False
+    checkpoint_every: int | None = setting(None, "int", "checkpoint every K iterations (default: after every 10%% "
+                                           "of the iterations, at least 30 s apart, so a short run saves only at "
+                                           "its end); always at the end and on Ctrl-C", low=1, metavar="K",
+                                           group="run")  # fmt: skip
+    checkpoint_minutes: float | None = setting(None, "float", "also checkpoint once M minutes of training passed "
+                                               "since the latest checkpoint (default 5; 0: never by time)", low=0,
+                                               metavar="M", group="run")  # fmt: skip
+    eval_every: int | None = setting(None, "int", "also evaluate every K iterations (needs --eval-episodes; "
+                                     "written to eval.csv)", low=1, metavar="K", group="run")  # fmt: skip
+    video_every: int | None = setting(None, "int", "every K iterations, videos/iteration_K.gif: python -m "
+                                      "jaxppo.render of that checkpoint (at most 1000 steps; to TensorBoard, W&B "
+                                      "if on)", low=1, metavar="K", group="run")  # fmt: skip
+    show_progress: bool = setting(True, "bool", "no progress bar", switch="off", flag="--no-progress", group="run")
+    tensorboard: bool = setting(False, "bool", "write TensorBoard logs, one run per (grid point, seed) (pip "
+                                "install jaxppo[tensorboard])", switch="on", group="run")  # fmt: skip
+    wandb: bool = setting(False, "bool", "log to Weights & Biases, one run per grid point (pip install "
+                          "jaxppo[wandb])", switch="on", group="run")  # fmt: skip
+
+    def __post_init__(self):
+        check_fields(self, by_flag=True)
 
 
 # ------------------------------------------------------------ config files
@@ -162,7 +177,7 @@ def read_config_file(path: str) -> dict:
     data = _parse_config_text(file, path)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
-    known = set(CONFIG_FIELDS) | set(HPARAM_FIELDS) | set(RUN_KEYS) | {"env", "env_id", "env_kwargs"}
+    known = set(FILE_SETTINGS) | {"env"}
     normalised = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
@@ -218,9 +233,9 @@ def _parse_grid(entries, from_file: dict | None) -> dict:
         except ValueError:
             raise ConfigError(f"--grid {name} values must be numbers, got {text!r}") from None
     for name, values in grid.items():
-        if name not in HPARAM_FIELDS:
-            close = difflib.get_close_matches(name, HPARAM_FIELDS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(HPARAM_FIELDS)}"
+        if name not in HPARAM_NAMES:
+            close = difflib.get_close_matches(name, HPARAM_NAMES, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"choose from {', '.join(HPARAM_NAMES)}"
             raise ConfigError(f"--grid field {name!r} is not a PPOHParams field; {hint}")
         if not values:
             raise ConfigError(f"--grid {name} has no values; give at least one")
@@ -229,12 +244,15 @@ def _parse_grid(entries, from_file: dict | None) -> dict:
     return grid
 
 
-def _parse_env_kwargs(entries, from_file) -> dict:
-    if from_file is not None and not isinstance(from_file, dict):
-        raise ConfigError(f"env_kwargs must be a table of name = value, got {from_file!r}")
-    kwargs = dict(from_file or {})
-    for entry in entries or []:
-        key, sep, text = entry.partition("=")
+def _parse_env_kwargs(given) -> dict:
+    """``--env-kwarg name=value`` entries (values read as JSON, else as text), or a file's table."""
+    if isinstance(given, dict):
+        return dict(given)
+    if not isinstance(given, (list, tuple)):
+        raise ConfigError(f"env_kwargs must be a table of name = value, got {given!r}")
+    kwargs = {}
+    for entry in given:
+        key, sep, text = str(entry).partition("=")
         if not sep or not key:
             raise ConfigError(f"--env-kwarg {entry!r} is malformed; write --env-kwarg name=value")
         try:
@@ -244,51 +262,13 @@ def _parse_env_kwargs(entries, from_file) -> dict:
     return kwargs
 
 
-_KINDS = {
-    **{name: int for name in INT_FIELDS},
-    **{name: bool for name in BOOL_FIELDS},
-    **{name: float for name in ("target_kl", "obs_clip", "reward_clip", *HPARAM_FIELDS)},
-    **{name: str for name in ("env_id", "truncation", "activation", "encoder", "recurrent")},
-    **{name: tuple for name in SIZES_FIELDS},
-    "seeds": int, "seed": int, "eval_episodes": int, "seed_chunk": int, "deterministic_eval": bool,
-    "network": str, "optimizer": str, "pbt": bool, "pbt_interval": int, "pbt_quantile": float, "pbt_search": list,
-}  # fmt: skip
-_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               tuple: "a list of integers such as [64, 64]",
-               list: "a list of strings such as ['learning_rate=1e-5:1e-3:log']"}  # fmt: skip
+# What a config file (and a stored run) may set: every field of the three declarations, by its name.
+FILE_SETTINGS = {**declared(PPOConfig), **declared(PPOHParams), **declared(RunSettings)}
 
 
 def _coerce(name: str, value):
-    """A setting from a flag or a file, as its field's type; a wrong type is a ConfigError."""
-    kind = _KINDS.get(name)
-    if value is None or kind is None:
-        return value
-    try:
-        if kind is bool or isinstance(value, bool):
-            if isinstance(value, bool) and kind is bool:
-                return value
-            raise TypeError
-        if kind is int:
-            number = float(value)  # accepts 5e5 and "1e5" as YAML leaves them
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if kind is float:
-            return float(value)
-        if kind is str:
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if kind is list:  # strings, one per entry (a single string is one entry)
-            entries = [value] if isinstance(value, str) else list(value)
-            if not all(isinstance(v, str) for v in entries):
-                raise TypeError
-            return tuple(entries)
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise TypeError
-        return tuple(_coerce("seeds", v) for v in value)  # layer sizes: integers
-    except (TypeError, ValueError, ConfigError):
-        raise ConfigError(f"setting {name} must be {_KIND_NAMES[kind]}, got {value!r}") from None
+    """A setting from a flag or a file, as its declared kind; a wrong kind is a ConfigError."""
+    return coerce(name, FILE_SETTINGS[name][0], value) if name in FILE_SETTINGS else value
 
 
 class Source(NamedTuple):
@@ -307,42 +287,21 @@ def settings_from_args(args: dict, base: dict | None = None, *, sources: list[So
     """
     layers = list(sources or ([Source("the stored run", base)] if base else []))
     layers.append(Source("flags", {k: v for k, v in args.items() if k != "config"}))
-    merged, grids = {}, []
-    for layer in layers:
-        values = {k: v for k, v in layer.values.items() if k != "grid"}
-        merged.update(values)
+    merged, grids, env_kwargs = {}, [], {}
+    for layer in layers:  # the two tables merge key by key; every other setting is replaced
+        merged.update({k: v for k, v in layer.values.items() if k not in ("grid", "env_kwargs")})
         if layer.values.get("grid") is not None:
             grids.append((layer, _parse_layer_grid(layer.values["grid"])))
+        if layer.values.get("env_kwargs") is not None:
+            env_kwargs.update(_parse_env_kwargs(layer.values["env_kwargs"]))
     grid = {name: values for _, layer_grid in grids for name, values in layer_grid.items()}
     _refuse_fixed_and_swept(layers, grids, grid)
     merged = {k: _coerce(k, v) for k, v in merged.items()}
-    config_values = {k: merged[k] for k in CONFIG_FIELDS if k in merged and k != "env_kwargs"}
-    config_values["env_kwargs"] = _parse_env_kwargs(merged.get("env_kwarg"), merged.get("env_kwargs"))
-    config = PPOConfig(**config_values)
-    hparams = {name: merged[name] for name in HPARAM_FIELDS if merged.get(name) is not None}
+    config = PPOConfig(**{k: merged[k] for k in declared(PPOConfig) if k in merged}, env_kwargs=env_kwargs)
+    hparams = {name: merged[name] for name in HPARAM_NAMES if merged.get(name) is not None}
     PPOHParams(**hparams).validate()
-    for name, low in (("seeds", 1), ("seed_chunk", 1), ("eval_episodes", 0)):
-        if merged.get(name) is not None and merged[name] < low:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{flag} must be {'a positive integer' if low else 'zero or positive'}, got {merged[name]}"
-            )
-    settings = RunSettings(
-        config=config,
-        hparams=hparams,
-        grid=grid,
-        seeds=merged.get("seeds", 8),
-        seed=merged.get("seed", 0),
-        eval_episodes=merged.get("eval_episodes", 0),
-        deterministic_eval=merged.get("deterministic_eval", True),
-        seed_chunk=merged.get("seed_chunk"),
-        network=merged.get("network"),
-        optimizer=merged.get("optimizer"),
-        pbt=bool(merged.get("pbt") or False),
-        pbt_interval=merged.get("pbt_interval"),
-        pbt_quantile=merged.get("pbt_quantile"),
-        pbt_search=tuple(merged.get("pbt_search") or ()),
-    )
+    run = {k: merged[k] for k in declared(RunSettings) if k != "grid" and merged.get(k) is not None}
+    settings = RunSettings(config=config, hparams=hparams, grid=grid, **run)
     _check_pbt(settings)
     return settings
 
@@ -391,8 +350,4 @@ def _refuse_fixed_and_swept(layers: list[Source], grids: list[tuple[Source, dict
 def settings_as_args(settings: RunSettings) -> dict:
     """A stored run's settings as the ``base`` of ``settings_from_args`` (what resume merges flags into)."""
     data = settings.to_json()
-    return {**data["config"], **data["hparams"], "grid": data["grid"], "seeds": data["seeds"], "seed": data["seed"],
-            "eval_episodes": data["eval_episodes"], "deterministic_eval": data["deterministic_eval"],
-            "seed_chunk": data["seed_chunk"], "network": data["network"], "optimizer": data["optimizer"],
-            "pbt": data["pbt"], "pbt_interval": data["pbt_interval"], "pbt_quantile": data["pbt_quantile"],
-            "pbt_search": data["pbt_search"]}  # fmt: skip
+    return {**data.pop("config"), **data.pop("hparams"), **data}

@@ -16,20 +16,21 @@ import numpy as np
 
 from jaxppo import rundir
 from jaxppo.evaluation import agent_keys, evaluate
+from jaxppo.factories import RunFacts
 
 
 class Evaluator:
     """In-jit evaluation of every agent at once: periodic rows in eval.csv, and the final one."""
 
-    def __init__(self, trainer, settings, run_dir: Path, done: int, first_seed: int = 0):
+    def __init__(self, facts: RunFacts, run_dir: Path, done: int, first_seed: int = 0):
+        trainer, settings = facts.trainer, facts.settings
         self.settings, self.path, self.first_seed = settings, run_dir / rundir.EVAL_FILE, first_seed
         self.evaluate_all = jax.jit(
             lambda p, s, k: evaluate(
                 trainer, p, s, k, settings.eval_episodes, settings.deterministic_eval, batch_dims=2
             )
         )
-        grid, points = settings.grid_hparams()
-        self.hparam_rows = rundir.resolved_points(trainer, grid, points)
+        self.hparam_rows = facts.hparam_rows
         # On resume, keep the evaluations made up to the checkpoint.
         self.rows = [r for r in rundir.read_csv(self.path) if int(r["iteration"]) <= done] if self.path.exists() else []
 
@@ -61,9 +62,9 @@ class Videos:
     DIRECTORY = "videos"
     MAX_STEPS = 1000  # a video during training stays a few seconds of drawing
 
-    def __init__(self, trainer, settings, run_dir: Path, first_seed: int = 0):
-        self.trainer, self.directory, self.first_seed = trainer, run_dir / self.DIRECTORY, first_seed
-        self.agents = (len(settings.grid_hparams()[1]), settings.seeds)  # the run's [G, S]
+    def __init__(self, facts: RunFacts, run_dir: Path, first_seed: int = 0):
+        self.trainer, self.directory, self.first_seed = facts.trainer, run_dir / self.DIRECTORY, first_seed
+        self.agents = (facts.num_points, facts.settings.seeds)  # the run's [G, S]
 
     def write(self, states, iteration: int) -> Path:
         from jaxppo.video import render_agent, save_video
@@ -79,13 +80,12 @@ class Videos:
 class TensorBoard:
     """One TensorBoard run per (grid point, seed): every metric against env steps."""
 
-    def __init__(self, run_dir: Path, settings, done: int, seed_range: range):
+    def __init__(self, run_dir: Path, facts: RunFacts, done: int, seed_range: range):
         from tensorboardX import SummaryWriter
 
-        _, points = settings.grid_hparams()
         self.writers = {
             (g, s): SummaryWriter(str(run_dir / "tensorboard" / f"grid{g}_seed{seed}"), purge_step=done + 1)
-            for g in range(len(points))
+            for g in range(facts.num_points)
             for s, seed in enumerate(seed_range)
         }
 
@@ -119,11 +119,10 @@ class Wandb:
     every metric's mean over seeds, against env steps. ``WANDB_MODE=offline`` works without a login.
     """
 
-    def __init__(self, run_dir: Path, settings, trainer, seed_range: range):
+    def __init__(self, run_dir: Path, facts: RunFacts, seed_range: range):
         import wandb
 
-        grid, points = settings.grid_hparams()
-        hparams = rundir.resolved_points(trainer, grid, points)
+        settings, hparams = facts.settings, facts.hparam_rows
         self.runs = [
             wandb.init(
                 project=os.environ.get("WANDB_PROJECT", "jaxppo"),
@@ -134,7 +133,7 @@ class Wandb:
                 reinit="create_new",
                 config={**settings.to_json()["config"], **hparams[g], "seeds": settings.seeds},
             )  # fmt: skip
-            for g in range(len(points))
+            for g in range(facts.num_points)
         ]
         self.first_seed = seed_range.start
 

@@ -24,8 +24,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jaxppo import parallel, pbt, rundir
 from jaxppo.cli.loggers import Evaluator, TensorBoard, Videos, Wandb
@@ -37,8 +35,9 @@ from jaxppo.cli.outputs import (
     write_metrics,
     write_outputs,
 )
+from jaxppo.factories import RunFacts
 from jaxppo.policy import architecture_text
-from jaxppo.settings import RunOptions, RunSettings, run_keys
+from jaxppo.settings import RunOptions, run_keys
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -281,14 +280,14 @@ def in_background(fn):
 
 
 # ------------------------------------------------------------ the run
-def train_run(trainer, settings: RunSettings, run_dir: Path, states, metrics, options: RunOptions) -> int:
+def train_run(facts: RunFacts, run_dir: Path, states, metrics, options: RunOptions) -> int:
     """Train (or continue) a run; ``states``/``metrics`` come from a checkpoint when resuming.
 
     With several processes (``jax.distributed``), this process trains its block of seeds
     (``parallel.process_seed_range``) and writes its files into ``rundir.part_dir``; process 0
     then merges every part into the run directory (``merge_parts``). Returns the exit status.
     """
-    loop = HostLoop(trainer, settings, run_dir, options, metrics)
+    loop = HostLoop(facts, run_dir, options, metrics)
     loop.announce()
     # A signal while compiling stops after the first chunk; a second one, until this process has
     # said how it ended, aborts at once.
@@ -309,35 +308,34 @@ class Trained(NamedTuple):
 class HostLoop:
     """One process's training of its block of seeds, and what it writes between chunks."""
 
-    def __init__(self, trainer, settings: RunSettings, run_dir: Path, options: RunOptions, metrics: dict | None):
-        self.trainer, self.settings, self.run_dir, self.options = trainer, settings, run_dir, options
-        self.grid, points = settings.grid_hparams()
+    def __init__(self, facts: RunFacts, run_dir: Path, options: RunOptions, metrics: dict | None):
+        self.facts, self.run_dir, self.options = facts, run_dir, options
+        trainer, settings = facts.trainer, facts.settings
+        self.trainer, self.settings, self.grid = trainer, settings, facts.grid
         self.seed_range = parallel.process_seed_range(settings.seeds)
         self.out_dir = rundir.part_dir(run_dir)
-        self.grid_size, self.seeds = len(points), len(self.seed_range)
+        self.grid_size, self.seeds = facts.num_points, len(self.seed_range)
         self.config = trainer.config
         self.total = self.config.num_iterations
         self.done = 0 if metrics is None else int(np.shape(metrics["env_steps"])[-1])
         self.earlier_parts = self._earlier_parts()
         self.chunk = self._chunk_length()
-        self.evaluator = Evaluator(trainer, settings, self.out_dir, self.done, self.seed_range.start)
-        self.videos = Videos(trainer, settings, self.out_dir, self.seed_range.start)
-        self.loggers = [TensorBoard(self.out_dir, settings, self.done, self.seed_range)] if options.tensorboard else []
+        self.evaluator = Evaluator(facts, self.out_dir, self.done, self.seed_range.start)
+        self.videos = Videos(facts, self.out_dir, self.seed_range.start)
+        self.loggers = [TensorBoard(self.out_dir, facts, self.done, self.seed_range)] if options.tensorboard else []
         if options.wandb:
-            self.loggers.append(Wandb(self.out_dir, settings, trainer, self.seed_range))
+            self.loggers.append(Wandb(self.out_dir, facts, self.seed_range))
         self.history = [] if metrics is None else [{k: np.asarray(v) for k, v in metrics.items()}]
         # Seeds are sharded over the local devices (one per CPU core by default) and padded to fill
         # them; each device runs its own seeds, with no communication, in seed_chunk pieces if asked.
-        self.mesh = parallel.seed_mesh()
-        self.padded, per_chunk = parallel.padded_seed_count(self.seeds, self.mesh.size, settings.seed_chunk)
-        chunks = self.padded // per_chunk
+        self.layout = parallel.seed_layout(self.seeds, settings.seed_chunk)
         # With --pbt the seeds of each grid point are a population whose members each have their own
         # hyperparameters, carried from chunk to chunk (``pbt.Population``) and recorded in the metrics.
         self.pbt = settings.pbt_config()
         if self.pbt is None:
-            self.step = jax.vmap(parallel.seed_chunked(trainer.step, chunks), axis_size=self.grid_size)
+            self.step = jax.vmap(self.layout.over_seeds(trainer.step), axis_size=self.grid_size)
         else:
-            member_step = jax.vmap(parallel.seed_chunked(lambda pair: trainer.step(*pair), chunks))
+            member_step = jax.vmap(self.layout.over_seeds(lambda pair: trainer.step(*pair)))
             self.step = lambda states, hparams: member_step((states, hparams))
             self.population_draws, self.population_stream = pbt.population_keys(jax.random.key(settings.seed))
             self.population = None if metrics is None else pbt.Population.from_metrics(metrics)
@@ -374,7 +372,7 @@ class HostLoop:
         start, stop = self.seed_range.start, self.seed_range.stop
         process = f" (process {jax.process_index()} of {jax.process_count()}: seeds {start}..{stop - 1})"
         _say(f"jaxppo: {self.settings.config.env_id}, {self.grid_size} grid point(s) x {self.seeds} seed(s) on "
-             f"{self.mesh.size} device(s), {self.total} iterations of {self.config.batch_size} steps"
+             f"{self.layout.mesh.size} device(s), {self.total} iterations of {self.config.batch_size} steps"
              f"{process if jax.process_count() > 1 else ''}; writing {self.out_dir}",
              self.options.show_progress)  # fmt: skip
         architecture = self.trainer.architecture()
@@ -388,23 +386,21 @@ class HostLoop:
             if states is None:
                 # Each device initialises its own seeds: moving states made on one device to all of
                 # them cost a measurable delay against nothing for the sharded keys (docs/performance.md).
-                keys = parallel.pad_seeds(run_keys(self.settings, self.seed_range), 0, self.padded)
-                keys = jax.device_put(keys, NamedSharding(self.mesh, P(parallel.SEED_AXIS)))
+                keys = self.layout.put(run_keys(self.settings, self.seed_range), 0)
                 if self.pbt is None:
                     sequential = jax.default_backend() == "cpu"  # compiles faster; CPU runs agents in turn anyway
                     init = parallel.batched_init(self.trainer, self.grid_size, sequential)
-                    init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, None), 1)).lower(keys, self.grid)
+                    init = jax.jit(self.layout.shard(init, (0, None), 1)).lower(keys, self.grid)
                 else:  # each member's optimiser starts from its own hyperparameters
                     self._place_population(self._initial_population())
                     init = jax.vmap(jax.vmap(self.trainer.init), in_axes=(None, 0))
-                    init = jax.jit(parallel.shard_seeds(init, self.mesh, (0, 1), 1)).lower(keys, self.population.hparams)
+                    init = jax.jit(self.layout.shard(init, (0, 1), 1)).lower(keys, self.population.hparams)
                 # XLA compiles (or loads) the init program while this thread traces the chunk program
                 # from the init's output shapes: a shorter start-up (docs/performance.md).
                 init_compiled = in_background(init.compile)
                 self.states_like = init.out_info
             else:
-                states = parallel.pad_seeds(states, 1, self.padded)
-                states = jax.device_put(states, NamedSharding(self.mesh, P(None, parallel.SEED_AXIS)))
+                states = self.layout.put(states, 1)
                 # Shapes and dtypes alone, as the init's outputs that a new run compiles for: lowered
                 # for the arrays themselves (their shardings), the program differed from the new run's
                 # and missed the compilation cache (several seconds of compiling on every resume).
@@ -424,8 +420,7 @@ class HostLoop:
                                       (self.grid_size, self.seeds))  # fmt: skip
 
     def _place_population(self, population: pbt.Population) -> None:
-        population = parallel.pad_seeds(population, 1, self.padded)
-        self.population = jax.device_put(population, NamedSharding(self.mesh, P(None, parallel.SEED_AXIS)))
+        self.population = self.layout.put(population, 1)
 
     def program(self, length: int):
         """The compiled ``(states, grid) -> (states, metrics [G, S, length])`` of ``length`` iterations;
@@ -433,7 +428,7 @@ class HostLoop:
         if length not in self.programs:
             if self.pbt is None:
                 run_chunk = lambda st, hp: self._run_chunk(st, hp, length)
-                sharded = jax.jit(parallel.shard_seeds(run_chunk, self.mesh, (1, None), 1))
+                sharded = jax.jit(self.layout.shard(run_chunk, (1, None), 1))
                 self.programs[length] = sharded.lower(self.states_like, self.grid).compile()
             else:
                 population_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.population)
@@ -449,7 +444,7 @@ class HostLoop:
     def _run_population_chunk(self, states, population, done, length: int):
         """``length`` iterations of the populations from ``done`` iterations done: each device steps its
         own members, and the exploits between iterations read and copy across devices."""
-        step = parallel.shard_seeds(self.step, self.mesh, (1, 1), 1)
+        step = self.layout.shard(self.step, (1, 1), 1)
         stream = self.population_stream
         body = lambda carry, i: pbt.population_iteration(self.pbt, step, stream, self.seeds, carry, i)
         (states, population), m = jax.lax.scan(body, (states, population), done + jnp.arange(length))
@@ -504,7 +499,7 @@ class HostLoop:
             preloaded()  # never import orbax in two threads at once
             rundir.save_checkpoint(self.out_dir, done, parallel.host_slice(states, self.seeds, axis=1), metrics)
             rundir.save_timings(self.out_dir, done, self.parts())
-            write_metrics(self.out_dir, self.trainer, self.settings, metrics, self.seed_range.start)
+            write_metrics(self.out_dir, self.facts, metrics, self.seed_range.start)
             self.cadence.saved(done)
             stopper.saved = done
 
@@ -553,7 +548,7 @@ class HostLoop:
             parts=tuple(self.parts()),
         )
         if jax.process_count() == 1:  # the last checkpoint wrote the final metrics.csv
-            write_outputs(self.run_dir, self.trainer, self.settings, part, metrics_written=True)
+            write_outputs(self.run_dir, self.facts, part, metrics_written=True)
             return 0
         part.save(self.out_dir)
         parallel.barrier("parts-written")

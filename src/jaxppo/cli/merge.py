@@ -29,8 +29,8 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     from jaxppo import rundir
-    from jaxppo.loading import run_directory
     from jaxppo.cli.outputs import merge_parts
+    from jaxppo.loading import run_directory
 
     run_dir = run_directory(args.run_dir)
     rundir.read_settings(run_dir)  # a malformed config.json is reported before anything is written

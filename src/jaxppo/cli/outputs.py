@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxppo import pbt, rundir
 from jaxppo.config import ConfigError
-from jaxppo.factories import run_trainer
+from jaxppo.factories import RunFacts, run_facts
 from jaxppo.plotting import curves_from_csv, render, render_population
 from jaxppo.stats import summarize
 
@@ -109,39 +109,39 @@ def merge_parts(run_dir: Path) -> int:
         raise ConfigError(f"{run_dir} lacks the finished part(s) {', '.join(missing)}; copy every process's "
                           f"process<K>/ directory into {run_dir} (or finish those processes), "
                           f"then merge again")  # fmt: skip
-    trainer = run_trainer(settings)
+    facts = run_facts(settings)
     eval_rows = [
         row for d in directories if (d / rundir.EVAL_FILE).is_file() for row in rundir.read_csv(d / rundir.EVAL_FILE)
     ]
     if eval_rows:
         rundir.atomic_write_text(run_dir / rundir.EVAL_FILE, rundir.rows_csv(eval_rows))
-    write_outputs(run_dir, trainer, settings, Part.concatenate([Part.load(d) for d in directories]))
+    write_outputs(run_dir, facts, Part.concatenate([Part.load(d) for d in directories]))
     return 0
 
 
-def write_outputs(run_dir: Path, trainer, settings, part: Part, metrics_written: bool = False) -> None:
+def write_outputs(run_dir: Path, facts: RunFacts, part: Part, metrics_written: bool = False) -> None:
     """The run's metrics.csv (unless ``metrics_written``), summary.json and learning-curve plot,
     and the console table."""
+    settings = facts.settings
     if not metrics_written:
-        write_metrics(run_dir, trainer, settings, part.metrics)
-    summary = _summary(trainer, settings, part)
+        write_metrics(run_dir, facts, part.metrics)
+    summary = _summary(facts, part)
     rundir.atomic_write_text(run_dir / rundir.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     curves = curves_from_csv(run_dir / rundir.METRICS_FILE)
     rundir.atomic_write_bytes(run_dir / rundir.PLOT_FILE, render(curves, f"{settings.config.env_id}, PPO"))
     if settings.pbt:
-        write_population(run_dir, trainer, settings, part.metrics)
+        write_population(run_dir, facts, part.metrics)
     print(_table(summary, run_dir))
 
 
-def write_metrics(run_dir: Path, trainer, settings, metrics: dict, first_seed: int = 0) -> None:
+def write_metrics(run_dir: Path, facts: RunFacts, metrics: dict, first_seed: int = 0) -> None:
     """metrics.csv of ``metrics`` ``[G, S, n]``, whose seed ``s`` is the run's ``first_seed + s``."""
-    grid, points = settings.grid_hparams()
-    rows = rundir.resolved_points(trainer, grid, points)
-    rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, rows, first_seed))
+    rundir.atomic_write_text(run_dir / rundir.METRICS_FILE, rundir.metrics_csv(metrics, facts.hparam_rows, first_seed))
 
 
-def write_population(run_dir: Path, trainer, settings, metrics: dict) -> None:
+def write_population(run_dir: Path, facts: RunFacts, metrics: dict) -> None:
     """A ``--pbt`` run's pbt.csv (every copy) and pbt.png (the members' returns and schedules)."""
+    trainer, settings = facts.trainer, facts.settings
     searched = settings.pbt_config().search
     names = [r.name for r in searched]
     rows = pbt.exploit_rows(metrics, names, trainer.config.batch_size)
@@ -188,11 +188,10 @@ def nonfinite_env_message(env_id: str, seed: int, grid_point: int, iteration: in
             f"this makes non-finite (the other agents train on): check the env's step")
 
 
-def _summary(trainer, settings, part: Part) -> dict:
+def _summary(facts: RunFacts, part: Part) -> dict:
+    trainer, settings, points, rows = facts.trainer, facts.settings, facts.points, facts.hparam_rows
     metrics, eval_returns, diverged_at = part.metrics, part.eval_returns, part.diverged_at
     compile_seconds, run_seconds = part.compile_seconds, part.run_seconds
-    grid, points = settings.grid_hparams()
-    rows = rundir.resolved_points(trainer, grid, points)
     final = np.asarray(metrics["episode_return_last100"])[:, :, -1]  # [G, S]
     steps = int(np.asarray(metrics["env_steps"])[0, 0, -1])
     agents = len(points) * settings.seeds

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
+import dataclasses
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from jaxppo.config import ConfigError
+from jaxppo.cli.parsing import FLAGS_BEGIN, FLAGS_END, Parser, Stopped, add_declared, run_main, write_generated_block
+from jaxppo.cli.parsing import flag_reference as render_flag_reference
+from jaxppo.config import ConfigError, PPOConfig, PPOHParams
+from jaxppo.declared import check_fields, declared, setting
 from jaxppo.settings import (
-    BOOL_FIELDS,
-    HPARAM_FIELDS,
+    GROUPS,
     RunOptions,
     RunSettings,
     Source,
@@ -36,222 +38,65 @@ from jaxppo.settings import (
 PROG = "python -m jaxppo.run"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2) and close-name suggestions for unknown flags."""
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """Which run directory, and how this process starts: flags that change neither a run's numbers
+    (``RunSettings``) nor how it reports (``RunOptions``)."""
 
-    def error(self, message):
-        if message.startswith("unrecognized arguments"):
-            known = [s for action in self._actions for s in action.option_strings]
-            unknown = message.split(":", 1)[1].split()
-            hints = [difflib.get_close_matches(u.split("=")[0], known, n=1) for u in unknown]
-            hint = "; ".join(f"did you mean {h[0]}?" for h in hints if h)
-            message = f"{message}{'; ' + hint if hint else ''} (see --help)"
-        raise ConfigError(message)
+    config: str | None = setting(None, "str", "TOML or YAML file of settings; flags override it", metavar="FILE",
+                                 group="run")  # fmt: skip
+    out: str | None = setting(None, "str", "run directory (default runs/<env>__<UTC timestamp>)", metavar="DIR",
+                              group="run")  # fmt: skip
+    overwrite: bool = setting(False, "bool", "replace an existing run in --out", switch="on", group="run")
+    resume: str | None = setting(None, "str", "continue the run in DIR from its latest checkpoint (from iteration 0 "
+                                 "if it has none); a finished run is left as it is, unless a larger "
+                                 "--total-timesteps trains it longer (runs trained with --no-anneal-lr only: "
+                                 "annealing ties the learning rate to the old budget)", metavar="DIR",
+                                 group="run")  # fmt: skip
+    compile_cache: bool = setting(True, "bool", "do not use the on-disk compilation cache ($JAXPPO_CACHE_DIR or "
+                                  "~/.cache/jaxppo/xla)", switch="off", flag="--no-compile-cache",
+                                  group="run")  # fmt: skip
+    host_devices: int | None = setting(None, "int", "XLA:CPU devices to shard seeds over (default: one per CPU "
+                                       "core)", low=1, metavar="N", group="run")  # fmt: skip
+    coordinator_address: str | None = setting(None, "str", "address of process 0, which every process joins",
+                                              metavar="HOST:PORT", group="hosts")  # fmt: skip
+    num_processes: int | None = setting(None, "int", "how many processes share the run", metavar="N", group="hosts")
+    process_id: int | None = setting(None, "int", "this process's index, 0 .. N-1", metavar="K", group="hosts")
 
-
-def _int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _optional_number(text: str):
-    return None if text.lower() in ("none", "null", "off") else _number(text)
+    def __post_init__(self):
+        check_fields(self, by_flag=True)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,64, got {text!r}") from None
+# Every flag of the command, by the declaration it sets; the flag reference's field groups.
+DECLARATIONS = ((PPOConfig, "PPOConfig"), (RunSettings, "run"), (RunOptions, "run"), (Launch, "run"),
+                (PPOHParams, "PPOHParams"))  # fmt: skip
+FIELD_GROUPS = {GROUPS["PPOConfig"]: "PPOConfig", GROUPS["PPOHParams"]: "PPOHParams"}
 
 
-def _steps(text: str) -> int:
-    value = _number(text)  # accepts 5e5
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {text!r}")
-    return int(value)
+def build_parser() -> Parser:
+    """The command's parser: a flag per declared field of ``DECLARATIONS`` (its dest is the field)."""
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS)
+    for title in GROUPS.values():  # the groups in this order, each flag in its declaration's order
+        parser.add_argument_group(title)
+    for cls, group in DECLARATIONS:
+        add_declared(parser, cls, GROUPS, group)
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0], argument_default=argparse.SUPPRESS, allow_abbrev=False)
-    run = p.add_argument_group("run")
-    run.add_argument("--env", dest="env_id", help="env id: a gymnax id (default CartPole-v1) or suite/name (brax/ant, jumanji/Snake-v1, pgx/2048, ...)")
-    run.add_argument("--env-kwarg", action="append", metavar="KEY=VALUE", help="env constructor argument (repeatable)")
-    run.add_argument("--seeds", type=_int, help="number of seeds trained together (default 8)")
-    run.add_argument("--seed", type=_int, help="base random seed (default 0)")
-    run.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
-                     help="sweep a PPOHParams field; several --grid give the Cartesian product; a swept "
-                          "field cannot also be given one value (by its flag or a config file)")  # fmt: skip
-    run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
-    run.add_argument("--network", metavar="MODULE:FACTORY",
-                     help="a network factory network(action_size=...) -> flax.linen.Module, imported from the "
-                          "current directory or the Python path, in place of the built-in networks")  # fmt: skip
-    run.add_argument("--optimizer", metavar="MODULE:FACTORY",
-                     help="an optimizer factory optimizer(hparams) -> optax.GradientTransformation, the "
-                          "learning rate included (default: CleanRL's clip + Adam)")  # fmt: skip
-    run.add_argument("--out", metavar="DIR", help="run directory (default runs/<env>__<UTC timestamp>)")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    run.add_argument("--resume", metavar="DIR",
-                     help="continue the run in DIR from its latest checkpoint (from iteration 0 if it has "
-                          "none); a finished run is left as it is, unless a larger --total-timesteps trains "
-                          "it longer (runs trained with --no-anneal-lr only: annealing ties the learning "
-                          "rate to the old budget)")  # fmt: skip
-    run.add_argument("--checkpoint-every", type=_int, metavar="K",
-                     help="checkpoint every K iterations (default: after every 10%% of the iterations, at "
-                          "least 30 s apart, so a short run saves only at its end); always at the end "
-                          "and on Ctrl-C")  # fmt: skip
-    run.add_argument("--checkpoint-minutes", type=_number, metavar="M",
-                     help="also checkpoint once M minutes of training passed since the latest checkpoint "
-                          "(default 5; 0: never by time)")  # fmt: skip
-    run.add_argument("--eval-episodes", type=_int, metavar="N", help="evaluate the final policies on N episodes")
-    run.add_argument("--eval-every", type=_int, metavar="K",
-                     help="also evaluate every K iterations (needs --eval-episodes; written to eval.csv)")  # fmt: skip
-    run.add_argument("--video-every", type=_int, metavar="K", help="every K iterations, videos/iteration_K.gif: "
-                     "python -m jaxppo.render of that checkpoint (at most 1000 steps; to TensorBoard, W&B if on)")
-    run.add_argument("--tensorboard", action="store_true",
-                     help="write TensorBoard logs, one run per (grid point, seed) "
-                          "(pip install jaxppo[tensorboard])")  # fmt: skip
-    run.add_argument("--wandb", action="store_true",
-                     help="log to Weights & Biases, one run per grid point (pip install jaxppo[wandb])")  # fmt: skip
-    run.add_argument("--deterministic-eval", action=argparse.BooleanOptionalAction,
-                     help="evaluate with the policy's mode (default) or --no-deterministic-eval to sample")  # fmt: skip
-    run.add_argument("--stochastic-eval", dest="deterministic_eval", action="store_false", help="sample actions")
-    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    run.add_argument("--seed-chunk", type=_int, metavar="M",
-                     help="train seeds in sequential chunks of M (bounds memory; same results)")  # fmt: skip
-    run.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
-                     help="do not use the on-disk compilation cache "
-                          "($JAXPPO_CACHE_DIR or ~/.cache/jaxppo/xla)")  # fmt: skip
-    run.add_argument("--host-devices", type=_int, metavar="N",
-                     help="XLA:CPU devices to shard seeds over (default: one per CPU core)")  # fmt: skip
-    _add_pbt_flags(p)
-    hosts = p.add_argument_group("several processes or hosts (jax.distributed; run the same command on each)")
-    hosts.add_argument("--coordinator-address", metavar="HOST:PORT",
-                       help="address of process 0, which every process joins")  # fmt: skip
-    hosts.add_argument("--num-processes", type=_int, metavar="N", help="how many processes share the run")
-    hosts.add_argument("--process-id", type=_int, metavar="K", help="this process's index, 0 .. N-1")
-    _add_ppo_flags(p)
-    return p
-
-
-def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of population-based training (``jaxppo.pbt``)."""
-    pbt = p.add_argument_group("population-based training (the seeds of each grid point are a population)")
-    pbt.add_argument("--pbt", action="store_true",
-                     help="every --pbt-interval iterations, the weakest members copy the learner of a stronger one "
-                          "and explore their --pbt-search hyperparameters (one process only)")  # fmt: skip
-    pbt.add_argument("--pbt-interval", type=_int, metavar="K",
-                     help="iterations between exploits (default 10)")  # fmt: skip
-    pbt.add_argument("--pbt-quantile", type=_number, metavar="Q",
-                     help="the bottom Q of each population, ranked by the mean return of the episodes since the "
-                          "last exploit, copy a member of the top Q (default 0.25; at most 0.5)")  # fmt: skip
-    pbt.add_argument("--pbt-search", action="append", metavar="NAME=LOW:HIGH[:log]",
-                     help="the range a PPOHParams field explores (repeatable): a member's value is multiplied "
-                          "by 0.8 or 1.25, or drawn again from the range with probability 0.25, then clipped; "
-                          "it starts at its flag's, config file's or grid's value, else at a draw in the range")  # fmt: skip
-
-
-def _add_ppo_flags(p: argparse.ArgumentParser) -> None:
-    """A flag per ``PPOConfig`` and ``PPOHParams`` field."""
-    ppo = p.add_argument_group("PPOConfig (static; CleanRL names)")
-    ppo.add_argument("--total-timesteps", dest="total_timesteps", type=_steps, metavar="N",
-                     help="env steps per seed, e.g. 5e5 (with --resume: a larger N trains the run longer)")  # fmt: skip
-    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "adv_std_ddof", "recurrent_size"):
-        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_int)
-    bool_help = {"shared_trunk": "one encoder + MLP trunk with a policy and a value head (vf_coef weighs the "
-                                 "value loss on it), or separate actor and critic networks (default)"}  # fmt: skip
-    for name in BOOL_FIELDS:
-        ppo.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction,
-                         help=bool_help.get(name))  # fmt: skip
-    ppo.add_argument("--target-kl", dest="target_kl", type=_optional_number, help="early-stop KL, or none")
-    ppo.add_argument("--truncation", choices=["bootstrap", "terminate"])
-    ppo.add_argument("--hidden-sizes", dest="hidden_sizes", type=_int_list, metavar="64,64")
-    ppo.add_argument("--activation")
-    ppo.add_argument("--recurrent", choices=["gru", "none"],
-                     help="a GRU core between the encoder and the MLP, its state reset at episode starts (default none)")  # fmt: skip
-    ppo.add_argument("--encoder", choices=["auto", "mlp", "cnn"],
-                     help="observation encoder: auto (default) convolves [H, W, C] leaves of at least 5x5 and "
-                          "flattens the others; mlp flattens all; cnn convolves every [H, W, C] leaf")  # fmt: skip
-    ppo.add_argument("--cnn-channels", dest="cnn_channels", type=_int_list, metavar="16,32",
-                     help="filters per convolution layer (default 16)")  # fmt: skip
-    ppo.add_argument("--cnn-kernels", dest="cnn_kernels", type=_int_list, metavar="3,3",
-                     help="square kernel size per convolution layer (default 3)")  # fmt: skip
-    ppo.add_argument("--cnn-strides", dest="cnn_strides", type=_int_list, metavar="1,1",
-                     help="stride per convolution layer (default 1)")  # fmt: skip
-    ppo.add_argument("--obs-clip", dest="obs_clip", type=_number)
-    ppo.add_argument("--reward-clip", dest="reward_clip", type=_number)
-    hp = p.add_argument_group("PPOHParams (traced; sweepable with --grid)")
-    for name in HPARAM_FIELDS:
-        hp.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_number)
-
-
-
-# ------------------------------------------------------------ the flag reference (docs/cli.md)
-FLAGS_BEGIN, FLAGS_END = "<!-- generated: flags -->", "<!-- /generated -->"
-_FIELD_GROUPS = {"PPOConfig": "PPOConfig", "PPOHParams": "PPOHParams"}
-
-
-def _flag_value(action: argparse.Action) -> str:
-    """What a flag takes: nothing for a switch, its choices, or its metavar (the dest, upper-cased, by default)."""
-    if action.nargs == 0:
-        return ""
-    if action.choices:
-        return " \\| ".join(f"`{choice}`" for choice in action.choices)
-    named = {_int: "INT", _number: "NUMBER", _optional_number: "NUMBER or none", _steps: "N"}
-    return f"`{action.metavar or named.get(action.type) or action.dest.upper()}`"
-
-
-def _flag_help(action: argparse.Action, group: str) -> str:
-    """The flag's help text as ``--help`` prints it (``%%`` expanded); a field's flag names its field."""
-    text = ""
-    if action.help:
-        params = {k: v for k, v in vars(action).items() if v is not argparse.SUPPRESS}
-        text = action.help % {**params, "prog": PROG}
-    field = next((cls for key, cls in _FIELD_GROUPS.items() if group.startswith(key)), None)
-    if field:
-        text = f"`{field}.{action.dest}`" + (f": {text}" if text else "")
-    if "append" in type(action).__name__.lower():
-        text += " (repeatable)" if "repeatable" not in text else ""
-    return text.replace("|", "\\|")
+def _split(args: dict, cls):
+    """The declared fields of ``cls`` taken out of the parsed flags, as an instance of ``cls``."""
+    return cls(**{name: args.pop(name) for name in declared(cls) if name in args})
 
 
 def flag_reference() -> str:
-    """Every flag of ``build_parser()`` as Markdown: a table per argparse group (flags, value, help)."""
-    parser = build_parser()
-    parts = []
-    for group in parser._action_groups:
-        actions = [a for a in group._group_actions if a.option_strings and a.help is not argparse.SUPPRESS]
-        actions = [a for a in actions if not isinstance(a, argparse._HelpAction)]
-        if not actions:
-            continue
-        parts += [f"### {group.title}", "", "| flag | value | what it does |", "| --- | --- | --- |"]
-        for action in actions:
-            flags = ", ".join(f"`{flag}`" for flag in action.option_strings)
-            parts.append(f"| {flags} | {_flag_value(action)} | {_flag_help(action, group.title)} |")
-        parts.append("")
-    return "\n".join(parts)
+    """Every flag of ``build_parser()`` as Markdown (docs/cli.md's generated block)."""
+    return render_flag_reference(build_parser(), FIELD_GROUPS)
 
 
 def write_flag_reference(path: str | Path = "docs/cli.md") -> None:
     """Replace the block between ``FLAGS_BEGIN`` and ``FLAGS_END`` in ``path`` with ``flag_reference()``:
     ``python -c "from jaxppo.run import write_flag_reference; write_flag_reference()"``."""
-    path = Path(path)
-    text = path.read_text()
-    head, found, rest = text.partition(FLAGS_BEGIN)
-    _, found_end, tail = rest.partition(FLAGS_END)
-    if not (found and found_end):
-        raise ValueError(f"{path} has no {FLAGS_BEGIN} ... {FLAGS_END} block")
-    path.write_text(f"{head}{FLAGS_BEGIN}\n{flag_reference()}{FLAGS_END}{tail}")
+    write_generated_block(path, flag_reference(), FLAGS_BEGIN, FLAGS_END)
 
 
 # ------------------------------------------------------------ the run
@@ -274,43 +119,24 @@ def enable_compile_cache() -> Path:
 
 
 def main(argv=None) -> int:
-    try:
-        return _main(argv)
-    except ConfigError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except _Interrupted as interrupted:  # outside the training loop (which saves and exits by itself)
-        print(f"{PROG}: interrupted; {what_survives(interrupted.run_dir)}", file=sys.stderr)
-        return 130
-    except _WriteFailed as failed:
-        print(f"{PROG}: error: {failed.what}; {what_survives(failed.run_dir)}", file=sys.stderr)
-        return WRITE_FAILED
-    except KeyboardInterrupt:  # before a run directory was chosen
-        print(f"{PROG}: interrupted before anything was written", file=sys.stderr)
-        return 130
+    return run_main(PROG, _main, argv)
 
 
 WRITE_FAILED = 1  # the exit status when the run directory could not be written (a full disk, ...)
 
 
-class _Interrupted(Exception):
-    """Ctrl-C outside the training loop, once the run directory is known."""
-
-    def __init__(self, run_dir: Path):
-        super().__init__(str(run_dir))
-        self.run_dir = run_dir
+def _interrupted(run_dir: Path) -> Stopped:
+    """Ctrl-C outside the training loop (which saves and exits by itself), once the run directory is known."""
+    return Stopped(f"interrupted; {what_survives(run_dir)}", 130)
 
 
-class _WriteFailed(Exception):
+def _write_failed(run_dir: Path, error: BaseException) -> Stopped:
     """A file of the run (a checkpoint, the logs, the outputs) could not be written."""
-
-    def __init__(self, run_dir: Path, error: BaseException):
-        if isinstance(error, OSError):
-            self.what = f"could not write {error.filename or f'to {run_dir}'} ({error.strerror or error})"
-        else:
-            self.what = str(error)
-        super().__init__(self.what)
-        self.run_dir = run_dir
+    if isinstance(error, OSError):
+        what = f"could not write {error.filename or f'to {run_dir}'} ({error.strerror or error})"
+    else:
+        what = str(error)
+    return Stopped(f"error: {what}; {what_survives(run_dir)}", WRITE_FAILED)
 
 
 def what_survives(run_dir: Path) -> str:
@@ -326,18 +152,11 @@ def what_survives(run_dir: Path) -> str:
     return f"the checkpoint of iteration {saved[-1]} in {run_dir} is intact; continue with: {resume}"
 
 
-class _OutFlags(NamedTuple):
-    out: str | None
-    overwrite: bool
-    resume: str | None
-
-
 class _Target(NamedTuple):
-    """The run to train: its settings, its trainer (whose config is the resolved one: every count
-    and budget is read from it), its directory, and whether it continues from a checkpoint."""
+    """The run to train: its facts (settings, trainer, grid: ``jaxppo.factories.RunFacts``), its
+    directory, and whether it continues from a checkpoint."""
 
-    settings: RunSettings
-    trainer: Any
+    facts: Any
     run_dir: Path
     resume: bool
     overwrite: bool
@@ -345,18 +164,17 @@ class _Target(NamedTuple):
 
 
 class _Start(NamedTuple):
-    trainer: Any
     states: Any  # TrainState [G, S] of this process's seeds from the checkpoint; None for a new run
     metrics: dict | None
 
 
 def _main(argv) -> int:
     args = vars(build_parser().parse_args(argv))
-    _start_jax(args)
-    flags = _OutFlags(args.pop("out", None), args.pop("overwrite", False), args.pop("resume", None))
-    options = _run_options(args)
-    file = [Source(f"config file {args['config']}", read_config_file(args["config"]))] if "config" in args else []
-    target = _resumed_run(flags, file, args) if flags.resume else _new_run(flags, file, args)
+    launch, options = _split(args, Launch), _split(args, RunOptions)  # what remains are RunSettings' flags
+    _start_jax(launch)
+    _check_options(options)
+    file = [Source(f"config file {launch.config}", read_config_file(launch.config))] if launch.config else []
+    target = _resumed_run(launch, file, args) if launch.resume else _new_run(launch, file, args)
     from jaxppo.rundir import SaveFailed
 
     try:
@@ -366,47 +184,28 @@ def _main(argv) -> int:
                 return 0
             from jaxppo.cli.loop import train_run
 
-            return train_run(start.trainer, target.settings, target.run_dir, start.states, start.metrics, options)
+            return train_run(target.facts, target.run_dir, start.states, start.metrics, options)
     except KeyboardInterrupt:
-        raise _Interrupted(target.run_dir) from None
+        raise _interrupted(target.run_dir) from None
     except (OSError, SaveFailed) as error:  # a full disk, a directory made unwritable, ...
-        raise _WriteFailed(target.run_dir, error) from None
+        raise _write_failed(target.run_dir, error) from None
 
 
-def _start_jax(args: dict) -> None:
+def _start_jax(launch: Launch) -> None:
     """Host devices, the Threefry lowering, the process group and the compilation cache: all of
     them before anything starts jax's backends."""
-    host_devices = args.pop("host_devices", None)
-    if host_devices is not None and host_devices <= 0:
-        raise ConfigError(f"--host-devices must be a positive integer, got {host_devices}")
     from jaxppo.xla_cpu import unroll_threefry_on_cpu, use_host_devices
 
-    use_host_devices(host_devices)  # before anything starts jax's backends
+    use_host_devices(launch.host_devices)  # before anything starts jax's backends
     unroll_threefry_on_cpu()  # the same random bits, compiled faster on CPU (docs/performance.md)
-    _join_processes(
-        args.pop("coordinator_address", None), args.pop("num_processes", None), args.pop("process_id", None)
-    )
-    if args.pop("compile_cache", True):
+    _join_processes(launch.coordinator_address, launch.num_processes, launch.process_id)
+    if launch.compile_cache:
         enable_compile_cache()
 
 
-def _run_options(args: dict) -> RunOptions:
-    options = RunOptions(
-        checkpoint_every=args.pop("checkpoint_every", None),
-        checkpoint_minutes=args.pop("checkpoint_minutes", None),
-        eval_every=args.pop("eval_every", None),
-        video_every=args.pop("video_every", None),
-        show_progress=args.pop("progress", True),
-        tensorboard=args.pop("tensorboard", False),
-        wandb=args.pop("wandb", False),
-    )
-    every = {"--checkpoint-every": options.checkpoint_every, "--eval-every": options.eval_every,
-             "--video-every": options.video_every}  # fmt: skip
-    for flag, value in every.items():
-        if value is not None and value <= 0:
-            raise ConfigError(f"{flag} must be a positive integer, got {value}")
-    if options.checkpoint_minutes is not None and not options.checkpoint_minutes >= 0:
-        raise ConfigError(f"--checkpoint-minutes must be zero or positive, got {options.checkpoint_minutes:g}")
+def _check_options(options: RunOptions) -> None:
+    """What the reporting options need before anything trains: mujoco's headless GL for videos,
+    and the packages of the loggers asked for."""
     if options.video_every:
         from jaxppo.frames import headless_mujoco
 
@@ -415,10 +214,9 @@ def _run_options(args: dict) -> RunOptions:
         _require("tensorboardX", "--tensorboard", "tensorboard")
     if options.wandb:
         _require("wandb", "--wandb", "wandb")
-    return options
 
 
-def _resumed_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
+def _resumed_run(flags: Launch, file: list[Source], args: dict) -> _Target:
     """The run in ``--resume DIR``, whose stored settings the flags may repeat but not change."""
     import jax
 
@@ -438,11 +236,11 @@ def _resumed_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
     differences = stored.differences(settings.replace_total_timesteps(stored.config.total_timesteps))
     if differences:
         raise ConfigError(f"--resume {flags.resume} with different settings: {'; '.join(differences)}")
-    trainer = _make_trainer(settings)
+    facts = _facts(settings)
     # Budgets compare resolved: a run started without --total-timesteps has None stored.
-    stored_config = stored.config.resolve(trainer.spec.action_kind)
-    extended = _extension(flags.resume, stored_config, trainer.config)
-    return _Target(settings, trainer, run_dir, resume=True, overwrite=False, extended=extended)
+    stored_config = stored.config.resolve(facts.trainer.spec.action_kind)
+    extended = _extension(flags.resume, stored_config, facts.trainer.config)
+    return _Target(facts, run_dir, resume=True, overwrite=False, extended=extended)
 
 
 def _extension(run_dir: str, old, new) -> bool:
@@ -464,22 +262,20 @@ def _extension(run_dir: str, old, new) -> bool:
     return True
 
 
-def _new_run(flags: _OutFlags, file: list[Source], args: dict) -> _Target:
+def _new_run(flags: Launch, file: list[Source], args: dict) -> _Target:
     settings = settings_from_args(args, sources=file)
-    trainer = _make_trainer(settings)
+    facts = _facts(settings)
     env_name = settings.config.env_id.replace("/", "_")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(flags.out) if flags.out else Path("runs") / f"{env_name}__{stamp}"
-    return _Target(settings, trainer, run_dir, resume=False, overwrite=flags.overwrite)
+    return _Target(facts, run_dir, resume=False, overwrite=flags.overwrite)
 
 
-def _make_trainer(settings: RunSettings):
-    """The run's trainer: validates env and config before anything is written."""
-    from jaxppo.factories import run_trainer
+def _facts(settings: RunSettings):
+    """The run's facts, computed once: validates env, config and grid before anything is written."""
+    from jaxppo.factories import run_facts
 
-    trainer = run_trainer(settings)
-    settings.grid_hparams()  # validates the grid
-    return trainer
+    return run_facts(settings)
 
 
 def _prepare(target: _Target, options: RunOptions, locks: contextlib.ExitStack) -> _Start | None:
@@ -490,7 +286,8 @@ def _prepare(target: _Target, options: RunOptions, locks: contextlib.ExitStack) 
 
     from jaxppo import parallel, rundir
 
-    settings, run_dir, trainer = target.settings, target.run_dir, target.trainer
+    facts, run_dir = target.facts, target.run_dir
+    settings, trainer = facts.settings, facts.trainer
     if options.eval_every and not settings.eval_episodes:
         raise ConfigError("--eval-every needs --eval-episodes N (how many episodes per evaluation)")
     if settings.pbt and jax.process_count() > 1:
@@ -509,37 +306,35 @@ def _prepare(target: _Target, options: RunOptions, locks: contextlib.ExitStack) 
             locks.callback(rundir.RunLock(run_dir).release)
         if jax.process_count() > 1:
             locks.callback(rundir.RunLock(rundir.part_dir(run_dir)).release)
-        return _resume_start(target, trainer, seed_range)
+        return _resume_start(target, seed_range)
     # Process 0 prepares the run directory; the others then add their process<K>/ parts.
     if jax.process_index() == 0:
         locks.callback(rundir.prepare_out_dir(run_dir, target.overwrite).release)
-        rundir.write_config(run_dir, settings, trainer)
+        rundir.write_config(run_dir, facts)
     parallel.barrier("run-dir-ready", timeout_s=600)  # process 0 only checks and writes config.json
     if jax.process_count() > 1:
         locks.callback(rundir.prepare_out_dir(rundir.part_dir(run_dir), target.overwrite).release)
-        rundir.write_config(rundir.part_dir(run_dir), settings, trainer, seed_range)
-    return _Start(trainer, None, None)
+        rundir.write_config(rundir.part_dir(run_dir), facts, seed_range)
+    return _Start(None, None)
 
 
-def _resume_start(target: _Target, trainer, seed_range: range) -> _Start | None:
+def _resume_start(target: _Target, seed_range: range) -> _Start | None:
     """The checkpoint to continue from (from iteration 0 when there is none); ``None`` when the
     run is finished (it says so). An extended run's config.json records its new budget."""
     import jax
 
     from jaxppo import loading, rundir
 
-    settings, run_dir = target.settings, target.run_dir
+    facts, run_dir = target.facts, target.run_dir
     try:
         checkpoint = rundir.restore_checkpoint(
-            rundir.part_dir(run_dir),
-            loading.abstract_states(trainer, settings, seed_range),
-            loading.metric_names(trainer, settings),
+            rundir.part_dir(run_dir), loading.abstract_states(facts, seed_range), facts.metric_dtypes
         )
     except rundir.NoCheckpoint as missing:
         # Killed before its first checkpoint: its settings are all it has, and all it needs.
         print(f"{missing}: training {run_dir} again from iteration 0", file=sys.stderr)
         checkpoint = rundir.Checkpoint(0, None, None)
-    config = trainer.config  # resolved
+    config = facts.trainer.config  # resolved
     total = config.num_iterations
     if checkpoint.iteration >= total and (run_dir / rundir.SUMMARY_FILE).is_file():
         longer = "" if config.anneal_lr else (
@@ -549,10 +344,10 @@ def _resume_start(target: _Target, trainer, seed_range: range) -> _Start | None:
         return None
     if target.extended:
         if jax.process_index() == 0:
-            rundir.record_extension(run_dir, settings, trainer, checkpoint.iteration)
+            rundir.record_extension(run_dir, facts, checkpoint.iteration)
         if jax.process_count() > 1:
-            rundir.record_extension(rundir.part_dir(run_dir), settings, trainer, checkpoint.iteration)
-    return _Start(trainer, checkpoint.states, checkpoint.metrics)
+            rundir.record_extension(rundir.part_dir(run_dir), facts, checkpoint.iteration)
+    return _Start(checkpoint.states, checkpoint.metrics)
 
 
 def _join_processes(address: str | None, count: int | None, index: int | None) -> None:

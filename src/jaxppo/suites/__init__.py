@@ -22,17 +22,18 @@ class Suite:
     module: str  # the jaxppo adapter module, with make(name, **env_kwargs) -> (env, env_params)
     extra: str  # the pip extra that installs the suite
     imports: tuple[str, ...]  # top-level packages the adapter needs
+    example: str  # a quick env of the suite: the one every suite's contract test steps
     time_limit_kwargs: tuple[str, ...] = ()  # the suite's own names for max_steps_in_episode
 
 
 SUITES = {
-    "playground": Suite("jaxppo.suites.playground", "playground", ("mujoco_playground", "brax")),
-    "brax": Suite("jaxppo.suites.brax", "brax", ("brax",)),
-    "jumanji": Suite("jaxppo.suites.jumanji", "jumanji", ("jumanji",)),
-    "craftax": Suite("jaxppo.suites.craftax", "craftax", ("craftax",), ("max_timesteps",)),
-    "navix": Suite("jaxppo.suites.navix", "navix", ("navix",)),
-    "xminigrid": Suite("jaxppo.suites.xminigrid", "xminigrid", ("xminigrid",)),
-    "pgx": Suite("jaxppo.suites.pgx", "pgx", ("pgx",)),
+    "playground": Suite("jaxppo.suites.playground", "playground", ("mujoco_playground", "brax"), "CartpoleBalance"),
+    "brax": Suite("jaxppo.suites.brax", "brax", ("brax",), "fast"),
+    "jumanji": Suite("jaxppo.suites.jumanji", "jumanji", ("jumanji",), "Game2048-v1"),
+    "craftax": Suite("jaxppo.suites.craftax", "craftax", ("craftax",), "Craftax-Classic-Symbolic-v1", ("max_timesteps",)),
+    "navix": Suite("jaxppo.suites.navix", "navix", ("navix",), "Navix-Empty-5x5-v0"),
+    "xminigrid": Suite("jaxppo.suites.xminigrid", "xminigrid", ("xminigrid",), "MiniGrid-Empty-5x5"),
+    "pgx": Suite("jaxppo.suites.pgx", "pgx", ("pgx",), "2048"),
 }
 
 
