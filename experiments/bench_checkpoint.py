@@ -1,9 +1,8 @@
 #!/usr/bin/env python
-"""The two checkpoint writers of ``jaxppo.rundir`` side by side on the same payload: orbax (what
-a one-process run writes, ``checkpoints/<iteration>/``) and one ``.npz`` file per process (what
-each process of a multi-process run writes, ``checkpoints/<iteration>.npz``). Each round saves and
-restores the payload with both, alternating which goes first; prints one JSON line per round and
-the medians.
+"""jaxppo's checkpoint format (``jaxppo.rundir``: one ``checkpoints/<iteration>.npz`` per process)
+against orbax's (a ``CheckpointManager`` with ``StandardSave``, ``checkpoints/<iteration>/``) on the
+same payload. Each round saves and restores it with both, alternating which goes first; prints
+one JSON line per round and the medians. Needs ``pip install orbax-checkpoint``.
 
     python experiments/bench_checkpoint.py --seeds 64 --rounds 5
     python experiments/bench_checkpoint.py --env Breakout-MinAtar --seeds 64 --hidden 256,256
@@ -42,21 +41,48 @@ def payload(env_id: str, seeds: int, hidden: tuple[int, ...]):
     return facts, states, metrics, abstract_states(facts)
 
 
-def save_and_restore(kind: str, directory: Path, iteration: int, states, metrics, abstract, names) -> dict:
+def orbax_save_and_restore(directory: Path, iteration: int, states, metrics, abstract, names):
+    """orbax's save (waiting for it to finish) and its restore into the same shapes."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    from jaxppo import rundir
+
+    manager = ocp.CheckpointManager(directory.resolve() / rundir.CHECKPOINT_DIR,
+                                    options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))  # fmt: skip
+    start = time.perf_counter()
+    manager.save(iteration, args=ocp.args.StandardSave({"states": rundir._to_storable(states), "metrics": metrics}))
+    manager.wait_until_finished()
+    saved = time.perf_counter()
+    leading = np.shape(jax.tree.leaves(abstract)[0])[:2]
+    target = {"states": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32)
+                                     if rundir._is_key(x) else x, abstract),
+              "metrics": {name: jax.ShapeDtypeStruct(leading + (iteration,), dtype) for name, dtype in names.items()}}
+    jax.block_until_ready(manager.restore(iteration, args=ocp.args.StandardRestore(target)))
+    manager.close()
+    return start, saved, time.perf_counter()
+
+
+def npz_save_and_restore(directory: Path, iteration: int, states, metrics, abstract, names):
+    """jaxppo's save and restore (``rundir.save_checkpoint``, ``rundir.restore_checkpoint``)."""
     import jax
 
     from jaxppo import rundir
 
     start = time.perf_counter()
-    if kind == "orbax":
-        rundir.save_checkpoint(directory, iteration, states, metrics)
-    else:
-        rundir._save_part_checkpoint(directory / rundir.CHECKPOINT_DIR, iteration,
-                                     {"states": rundir._to_storable(states), "metrics": metrics})  # fmt: skip
+    rundir.save_checkpoint(directory, iteration, states, metrics)
     saved = time.perf_counter()
-    restored = rundir.restore_checkpoint(directory, abstract, names)
-    jax.block_until_ready(restored.states)
-    done = time.perf_counter()
+    jax.block_until_ready(rundir.restore_checkpoint(directory, abstract, names).states)
+    return start, saved, time.perf_counter()
+
+
+def save_and_restore(kind: str, directory: Path, iteration: int, states, metrics, abstract, names) -> dict:
+    from jaxppo import rundir
+
+    run = orbax_save_and_restore if kind == "orbax" else npz_save_and_restore
+    start, saved, done = run(directory, iteration, states, metrics, abstract, names)
     size = sum(p.stat().st_size for p in (directory / rundir.CHECKPOINT_DIR).rglob("*") if p.is_file())
     return {"save_s": saved - start, "restore_s": done - saved, "bytes": size}
 

@@ -176,10 +176,11 @@ def child_env(fast_compile: bool = True, cache_dir: Path | None = None) -> dict:
 
 
 def checkpoint_written(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a complete checkpoint: orbax finalises one by renaming its
-    temporary directory to the iteration, so a directory named by a number is complete."""
-    directory = Path(run_dir) / "checkpoints"
-    return directory.is_dir() and any(p.name.isdigit() and p.is_dir() for p in directory.iterdir())
+    """Whether ``run_dir`` holds a complete checkpoint: a ``checkpoints/<iteration>.npz`` (a checkpoint
+    being written has a temporary name until it is complete)."""
+    from jaxppo.rundir import checkpoint_steps
+
+    return bool(checkpoint_steps(Path(run_dir) / "checkpoints"))
 
 
 def classify(returncode: int | None, stdout: str, stderr: str, run_dir: Path) -> tuple[str, str]:

@@ -107,7 +107,7 @@ def read_rows(path: Path) -> list[dict]:
 def checkpoint_steps(run_dir: Path) -> list[int]:
     directory = run_dir / "checkpoints"
     try:
-        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+        return sorted(int(p.stem) for p in directory.iterdir() if p.suffix == ".npz" and p.stem.isdigit())
     except FileNotFoundError:
         return []
 

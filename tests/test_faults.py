@@ -45,8 +45,9 @@ def start_cli(*args, cwd):
 
 
 def complete_steps(run_dir: Path) -> list[int]:
-    directory = run_dir / "checkpoints"
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+    from jaxppo.rundir import checkpoint_steps
+
+    return checkpoint_steps(run_dir / "checkpoints")
 
 
 def wait_for_checkpoint(run_dir: Path, proc, timeout=180.0):
@@ -96,7 +97,7 @@ ABORT_WHILE_A_WORKER_WAITS = """
 import os, signal, threading, time
 from jaxppo.cli.loop import Stopper
 
-threading.Thread(target=threading.Event().wait).start()  # a non-daemon worker, as in orbax's save
+threading.Thread(target=threading.Event().wait).start()  # a non-daemon worker thread that never ends
 with Stopper("run", total=80, saved=38):
     os.kill(os.getpid(), signal.SIGINT)
     os.kill(os.getpid(), signal.SIGINT)
@@ -141,8 +142,8 @@ def test_resume_skips_a_half_written_checkpoint(interrupted, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(root / "run", run)
     latest = complete_steps(run)[-1]
-    # What a crash in the middle of orbax's save leaves behind: an unfinalised temporary directory.
-    (run / "checkpoints" / f"{latest + 2}.orbax-checkpoint-tmp-1234").mkdir()
+    # What a crash in the middle of a save leaves behind: the temporary file, never renamed.
+    (run / "checkpoints" / f".{latest + 2}.npz.0123456789ab.tmp").write_bytes(b"PK\3\4")
     assert jaxppo.load_run(run).iteration == latest
 
 
@@ -150,10 +151,8 @@ def test_resume_of_a_corrupt_checkpoint_is_a_one_line_error(interrupted, tmp_pat
     root, _, _ = interrupted
     run = tmp_path / "run"
     shutil.copytree(root / "run", run)
-    latest = run / "checkpoints" / str(complete_steps(run)[-1])
-    for path in latest.rglob("*"):
-        if path.is_file() and path.stat().st_size > 0:
-            path.write_bytes(b"\0" * 7)  # truncate every file of the newest checkpoint
+    latest = run / "checkpoints" / f"{complete_steps(run)[-1]}.npz"
+    latest.write_bytes(b"\0" * 7)  # the newest checkpoint damaged
     before = (run / "metrics.csv").read_bytes()
     proc = run_cli("--resume", run, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -249,36 +248,36 @@ def final_params(run: Path):
     return [np.asarray(leaf) for leaf in jax.tree.leaves(jaxppo.load_run(run).states.params)]
 
 
+KILLED_WHILE_SAVING = """
+import os, signal, sys
+from jaxppo import rundir, run
+write = rundir.atomic_write_bytes
+
+def killed_midway(path, data):  # the process killed (kill -9) halfway through one checkpoint's file
+    if path.name == "{iteration}.npz":
+        (path.parent / f".{{path.name}}.0123456789ab.tmp").write_bytes(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, data)
+
+rundir.atomic_write_bytes = killed_midway
+sys.argv[0] = "jaxppo.run"
+run.cli()
+"""
+
+
 def test_kill_9_while_a_checkpoint_is_written_resumes_from_the_previous_one_bit_identically(tmp_path):
     import numpy as np
 
-    flags = [*DEFAULT_SIZES, "--total-timesteps", 60 * 512, "--checkpoint-every", 1]
-    reference = start_cli(*flags, "--out", tmp_path / "reference", cwd=tmp_path)
+    flags = [*map(str, DEFAULT_SIZES), "--total-timesteps", str(12 * 512), "--checkpoint-every", "4"]
+    reference = run_cli(*flags, "--out", tmp_path / "reference", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
     run = tmp_path / "run"
-    proc = start_cli(*flags, "--out", run, cwd=tmp_path)
-    try:
-        # orbax writes a checkpoint into <iteration>.orbax-checkpoint-tmp*, then renames it
-        deadline, writing = time.time() + 180, []
-        while not writing and proc.poll() is None and time.time() < deadline:
-            if complete_steps(run):
-                writing = [p.name for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
-            time.sleep(0.0005)
-        proc.kill()
-        proc.communicate(timeout=60)
-        assert writing, "no checkpoint was being written before the run ended"
-        left = [p.name for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
-        assert left, "the kill came after the checkpoint was complete"
-        saved = complete_steps(run)[-1]
-        assert saved < int(left[0].split(".")[0]) <= 60
-        resumed = run_cli("--resume", run, "--no-progress", cwd=tmp_path)
-        assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
-        out, err = reference.communicate(timeout=240)
-        assert reference.returncode == 0, err
-    finally:
-        for p in (proc, reference):
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING.format(iteration=8), *flags, "--out", str(run)],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert complete_steps(run) == [4] and [p.name for p in (run / "checkpoints").glob(".8.npz.*.tmp")]
+    resumed = run_cli("--resume", run, "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
     assert read_metrics(run) == read_metrics(tmp_path / "reference")
     assert all(np.array_equal(a, b) for a, b in zip(final_params(run), final_params(tmp_path / "reference"), strict=True))
 
@@ -377,11 +376,15 @@ def test_a_second_process_given_the_same_out_is_refused_and_the_first_is_unharme
 
 
 SAVE_FAILS = """
-import sys
-import numpy as np
+import errno, sys
 from jaxppo import rundir, run
-save = rundir.save_checkpoint  # with a zero-size array in the state, which orbax refuses
-rundir.save_checkpoint = lambda d, i, states, metrics: save(d, i, (states, np.zeros((2, 0))), metrics)
+
+def broken_device(path, data):  # the disk answers a checkpoint's write with an I/O error
+    if path.suffix == ".npz":
+        raise OSError(errno.EIO, "Input/output error", str(path))
+    write(path, data)
+
+write, rundir.atomic_write_bytes = rundir.atomic_write_bytes, broken_device
 sys.argv[0] = "jaxppo.run"
 run.cli()
 """
@@ -392,5 +395,5 @@ def test_a_checkpoint_that_cannot_be_saved_fails_at_once_in_one_line(tmp_path):
                            "run"], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=90)  # fmt: skip
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("python -m jaxppo.run: error: could not save the checkpoint of iteration"), proc.stderr
-    assert "zero size" in lines[0] and "holds no checkpoint" in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("python -m jaxppo.run: error: could not write "), proc.stderr
+    assert "4.npz (Input/output error)" in lines[0] and "holds no checkpoint" in lines[0], proc.stderr

@@ -49,7 +49,7 @@ def test_written_files_follow_the_umask(tmp_path, umask):
     rundir.atomic_write_text(tmp_path / "config.json", "{}\n")  # replacing a file: the same mode
     states = {"w": np.ones(3, np.float32), "key": jax.random.key(0)}
     rundir.save_checkpoint(tmp_path, 1, states, {"episode_return": np.zeros((1, 1, 1), np.float32)})
-    rundir._save_part_checkpoint(tmp_path / "process0" / rundir.CHECKPOINT_DIR, 1, {"w": np.ones(2)})
+    rundir.save_checkpoint(tmp_path / "process0", 1, {"w": np.ones(2)}, {})
     _assert_modes(tmp_path, umask)
     assert not [p for p in tmp_path.rglob("*.tmp")], "no temporary file is left behind"
 

@@ -27,7 +27,7 @@ from cli_harness import (
     popen,
     read_rows,
 )
-from jaxppo.rundir import part_checkpoint_steps
+from jaxppo.rundir import checkpoint_steps
 
 pytestmark = pytest.mark.timeout(600)
 SEEDS = 3  # blocks of 2 and 1 seeds
@@ -78,7 +78,7 @@ def runs(tmp_path_factory):
     reference = popen(*STOPPED_ARGS, "--out", single, cwd=cwd)
     try:
         stopped = stop_process_1_at_its_first_checkpoint(start_processes([*STOPPED_ARGS, "--out", multi], cwd), multi)
-        steps = [part_checkpoint_steps(multi / f"process{k}" / "checkpoints")[-1] for k in (0, 1)]
+        steps = [checkpoint_steps(multi / f"process{k}" / "checkpoints")[-1] for k in (0, 1)]
         merged_before_resume = (multi / "metrics.csv").exists()
         parts = finish(start_processes(["--resume", multi, "--no-progress"], cwd))
         _, reference_err = reference.communicate(timeout=RUN_TIMEOUT)
@@ -98,7 +98,7 @@ def stop_process_1_at_its_first_checkpoint(procs, run_dir) -> list[subprocess.Co
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
         part1 = run_dir / "process1" / "checkpoints"
-        while not (part1.is_dir() and part_checkpoint_steps(part1)):
+        while not (part1.is_dir() and checkpoint_steps(part1)):
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "no checkpoint appeared"
             time.sleep(0.02)
         procs[1].send_signal(signal.SIGINT)

@@ -175,7 +175,7 @@ def test_every_single_agent_id_is_a_one_player_game():
 
 
 def test_zero_size_arrays_are_kept_out_of_the_state():
-    # MinAtar Asterix's state holds a zero-size array, which orbax cannot checkpoint.
+    # MinAtar Asterix's state holds a zero-size array, which the adapter keeps out of the state.
     env, params = make("pgx/minatar-asterix")
     key = jax.random.key(0)
     state = jax.eval_shape(lambda k: env.reset(k, params)[1], key)

@@ -56,7 +56,7 @@ def test_spaces_config_and_time_limit_are_the_raw_envs(env_and_params):
     np.testing.assert_array_equal(spec.action_high, [1.0])
     assert env.raw_env._config.impl == "jax"  # the adapter's default; Playground's is "warp"
     assert params.max_steps_in_episode == env.raw_env._config.episode_length == 1000
-    # MJX's empty buffers are kept out of the state (orbax cannot checkpoint a zero-size array)
+    # MJX's empty buffers are kept out of the state (see jaxppo.suites._brax_like)
     _, state = jax.eval_shape(env.reset, jax.random.key(0), params)
     assert all(leaf.size > 0 for leaf in jax.tree.leaves(state))
     other, other_params = make(ENV_ID, ctrl_dt=0.02, episode_length=250)  # config overrides

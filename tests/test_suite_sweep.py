@@ -119,7 +119,8 @@ def test_classify(tmp_path):
     assert sweep.classify(1, "", "Traceback ...\nAttributeError: x", tmp_path)[0] == "crashed"
     assert sweep.classify(None, "", "", tmp_path) == ("crashed", "timed out")
     assert sweep.classify(0, "compile 1.0 s, run 0.1 s\n", "", tmp_path)[0] == "crashed"  # no checkpoint
-    (tmp_path / "checkpoints" / "2").mkdir(parents=True)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "2.npz").write_bytes(b"")
     assert sweep.classify(0, "compile 1.0 s, run 0.1 s\n", "", tmp_path) == ("trained", "compile 1.0 s, run 0.1 s")
 
 

@@ -63,11 +63,10 @@ def run_directory(run_dir) -> Path:
 
 
 def _require_checkpoint(part: Path, run_dir: Path) -> None:
-    """``ConfigError`` unless ``part`` holds a finished checkpoint: an orbax step directory
-    (orbax renames it to its step number once complete) or a process's ``<iteration>.npz``."""
+    """``ConfigError`` unless ``part`` holds a finished checkpoint (a ``<iteration>.npz``)."""
     directory = part / rundir.CHECKPOINT_DIR
     if directory.is_dir() and (
-        rundir.part_checkpoint_steps(directory) or any(p.name.isdigit() and p.is_dir() for p in directory.iterdir())
+        rundir.checkpoint_steps(directory)
     ):
         return
     raise ConfigError(f"{run_dir} holds no checkpoint yet (its training stopped before the first save); "

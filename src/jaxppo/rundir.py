@@ -1,8 +1,8 @@
 """Run directories: the files of a run and its checkpoints, and nothing that trains.
 
 Every file is written atomically (temporary file, then rename), so a crash mid-write leaves
-the previous version intact; checkpoints use orbax's own atomic finalisation (one process) or
-``checkpoints/<iteration>.npz`` files (each process of a multi-process run, its own seeds).
+the previous version intact; a checkpoint is one ``checkpoints/<iteration>.npz`` file (each process
+of a multi-process run writes its own seeds' file into its part).
 
 Layout of a run directory::
 
@@ -11,23 +11,20 @@ Layout of a run directory::
     eval.csv               periodic evaluations (--eval-every)
     summary.json           per grid point: final-return statistics across seeds, timings
     learning_curves.png    return against env steps, mean and 95 % CI per grid point
-    checkpoints/<iter>/    orbax checkpoint of every seed's full TrainState (+ metrics so far)
+    checkpoints/<iter>.npz every seed's full TrainState (+ metrics so far); the newest two are kept
     timings.json           per checkpoint: the parts trained so far (iterations, compile and run seconds)
     process<K>/            one process's part of a multi-process run (the same files, its seeds)
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import json
-import logging
 import os
 import platform
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxppo.config import HPARAM_NAMES, ConfigError, first_line
+from jaxppo.config import HPARAM_NAMES, ConfigError
 from jaxppo.settings import RunSettings
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, PLOT_FILE, CHECKPOINT_DIR, EVAL_FILE, TIMINGS_FILE = (
@@ -185,7 +182,7 @@ def environment_info() -> dict:
 
     return {
         **{
-            name: installed(name) for name in ("jaxppo", "jax", "jaxlib", "flax", "optax", "gymnax", "orbax-checkpoint")
+            name: installed(name) for name in ("jaxppo", "jax", "jaxlib", "flax", "optax", "gymnax")
         },
         "commit": _source_commit(),
         "python": platform.python_version(),
@@ -298,9 +295,12 @@ def rows_csv(rows: list[dict], columns: list[str] | None = None) -> str:
 
 
 # ------------------------------------------------------------- checkpoints
+# One format for every run: checkpoints/<iteration>.npz, the flattened leaves of the payload
+# (every agent's TrainState and the metrics so far) written to a temporary file and renamed, the
+# two newest kept. A process of a multi-process run writes its own seeds' file into its part.
+# experiments/bench_checkpoint.py measures it against orbax (docs/performance.md).
 def _to_storable(tree):
-    # Host numpy arrays: orbax saves them as they are, also in a multi-process run (it refuses
-    # host-local jax.Arrays there).
+    # Host numpy arrays; a PRNG key as its raw uint32 data.
     return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x)) if _is_key(x) else np.asarray(x), tree)
 
 
@@ -308,34 +308,25 @@ def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _checkpoint_manager(run_dir: Path, create: bool):
-    import orbax.checkpoint as ocp
-
-    return ocp.CheckpointManager(
-        Path(run_dir).resolve() / CHECKPOINT_DIR,
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=create),
-    )
-
-
-# A process of a multi-process run checkpoints its own seeds alone, as checkpoints/<iteration>.npz
-# (written to a temporary file, then renamed; the two newest kept). Orbax cannot do this: in a
-# multi-process program it writes host arrays from process 0 only and refuses process-local
-# jax.Arrays, while these processes share no arrays.
-def _save_part_checkpoint(directory: Path, iteration: int, payload) -> None:
+def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> None:
+    """``checkpoints/<iteration>.npz`` in ``run_dir`` (this process's part of a multi-process run):
+    ``states`` ``[G, S]`` and ``metrics`` ``[G, S, iteration]``; older ones but the newest two go."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
     directory.mkdir(parents=True, exist_ok=True)
+    payload = {"states": _to_storable(states), "metrics": metrics}
     buffer = io.BytesIO()
     np.savez(buffer, **{str(i): np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(payload))})
-    atomic_write_bytes(directory / f"{iteration}.npz", buffer.getvalue())
-    for older in part_checkpoint_steps(directory)[:-2]:
+    atomic_write_bytes(directory / f"{int(iteration)}.npz", buffer.getvalue())
+    for older in checkpoint_steps(directory)[:-2]:
         (directory / f"{older}.npz").unlink()
 
 
-def part_checkpoint_steps(directory: Path) -> list[int]:
-    """Iterations a process's part holds checkpoints for (``checkpoints/<iteration>.npz``), oldest first."""
-    return sorted(int(p.stem) for p in directory.glob("*.npz") if p.stem.isdigit())
+def checkpoint_steps(directory: Path) -> list[int]:
+    """Iterations ``directory`` (a ``checkpoints/``) holds complete checkpoints of, oldest first."""
+    return sorted(int(p.stem) for p in Path(directory).glob("*.npz") if p.stem.isdigit())
 
 
-def _restore_part_checkpoint(path: Path, target):
+def _restore(path: Path, target):
     leaves, treedef = jax.tree.flatten(target)
     try:
         with np.load(path) as data:
@@ -349,79 +340,10 @@ def _restore_part_checkpoint(path: Path, target):
     return jax.tree.unflatten(treedef, stored)
 
 
-def save_checkpoint(run_dir: Path, iteration: int, states, metrics: dict) -> None:
-    payload = {"states": _to_storable(states), "metrics": metrics}
-    if jax.process_count() > 1:
-        _save_part_checkpoint(Path(run_dir) / CHECKPOINT_DIR, int(iteration), payload)
-        return
-    import orbax.checkpoint as ocp
-
-    # A failed save is reported in one line: orbax's log and its worker threads' tracebacks are muted
-    # while it saves, and stay muted after a failure, as the writes still pending fail one by one.
-    stderr = sys.stderr
-    with _quiet_orbax():
-        sys.stderr = _MainThreadOnly(stderr)
-        manager = _checkpoint_manager(run_dir, create=True)
-        try:
-            manager.save(int(iteration), args=ocp.args.StandardSave(payload), force=True)
-            manager.wait_until_finished()
-        except OSError:
-            raise
-        except Exception as error:  # orbax refuses some arrays (zero-size ones) with ValueError, ...
-            raise SaveFailed(f"could not save the checkpoint of iteration {iteration} "
-                             f"({_first_line(error)})") from None  # fmt: skip
-    sys.stderr = stderr
-    # Closed after a successful save only: closing after a failed one shuts orbax's event loop under
-    # the writes still pending, whose threads then print tracebacks; the process exits instead.
-    manager.close()
-
-
-@contextlib.contextmanager
-def _quiet_orbax():
-    """absl's logger (orbax logs through it) silenced: orbax logs what it refuses with a traceback."""
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    absl_logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        absl_logger.setLevel(level)
-
-
-class _MainThreadOnly:
-    """A text stream that passes on what the main thread writes and drops the other threads' text."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        import threading
-
-        return self.stream.write(text) if threading.current_thread() is threading.main_thread() else len(text)
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-class SaveFailed(Exception):
-    """A checkpoint that could not be written for another reason than the file system's (``OSError``)."""
-
-
-def _first_line(error: BaseException) -> str:
-    """What went wrong, short: the OS error a tensorstore message carries, else its first line."""
-    import re
-
-    code = re.search(r"os_error_code='(\d+)'", str(error))
-    return os.strerror(int(code.group(1))) if code else first_line(error)
-
-
 def saved_iterations(run_dir: Path) -> list[int]:
-    """Iterations of the complete checkpoints in a run directory (or any process's part), oldest
-    first, from their names alone (orbax finalises a checkpoint by renaming it to its iteration)."""
+    """Iterations of the complete checkpoints in a run directory (or any process's part), oldest first."""
     directories = [Path(run_dir) / CHECKPOINT_DIR, *Path(run_dir).glob(f"process*/{CHECKPOINT_DIR}")]
-    found = {int(p.name) for d in directories if d.is_dir() for p in d.iterdir() if p.name.isdigit()}
-    found |= {step for d in directories if d.is_dir() for step in part_checkpoint_steps(d)}
-    return sorted(found)
+    return sorted({step for d in directories if d.is_dir() for step in checkpoint_steps(d)})
 
 
 class NoCheckpoint(ConfigError):
@@ -439,50 +361,24 @@ def restore_checkpoint(run_dir: Path, abstract_states, metric_names: dict) -> Ch
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         raise NoCheckpoint(f"{run_dir} has no checkpoints/ to resume from")
-
-    def target(step: int):
-        leading = np.shape(jax.tree.leaves(abstract_states)[0])[:2]
-        return {
-            "states": jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32) if _is_key(x) else x, abstract_states
-            ),
-            "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), dtype) for name, dtype in metric_names.items()},
-        }  # fmt: skip
-
-    part_steps = part_checkpoint_steps(directory)
-    if part_steps:  # one process's part of a multi-process run
-        step = part_steps[-1]
-        restored = _restore_part_checkpoint(directory / f"{step}.npz", target(step))
-    else:
-        step, restored = _restore_orbax(run_dir, directory, target)
+    steps = checkpoint_steps(directory)
+    if not steps:
+        raise NoCheckpoint(f"{directory} holds no complete checkpoint")
+    step = steps[-1]
+    leading = np.shape(jax.tree.leaves(abstract_states)[0])[:2]
+    target = {
+        "states": jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape + (2,), jnp.uint32) if _is_key(x) else x, abstract_states
+        ),
+        "metrics": {name: jax.ShapeDtypeStruct(leading + (step,), dtype) for name, dtype in metric_names.items()},
+    }  # fmt: skip
+    restored = _restore(directory / f"{step}.npz", target)
     states = jax.tree.map(
         lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
         restored["states"],
         abstract_states,
     )
     return Checkpoint(step, states, restored["metrics"])
-
-
-def _restore_orbax(run_dir: Path, directory: Path, target):
-    import orbax.checkpoint as ocp
-
-    with _quiet_orbax():  # orbax logs damaged files itself; the one message is ours
-        manager = _checkpoint_manager(run_dir, create=False)
-    try:
-        with _quiet_orbax():
-            step = manager.latest_step()
-            if step is None:
-                raise NoCheckpoint(f"{directory} holds no complete checkpoint")
-            try:
-                restored = manager.restore(step, args=ocp.args.StandardRestore(target(step)))
-            except Exception as error:  # orbax raises many types for damaged files
-                raise ConfigError(
-                    f"checkpoint {directory / str(step)} is unreadable ({type(error).__name__}); "
-                    f"delete it to fall back to an earlier one, or start a new run"
-                ) from None
-    finally:
-        manager.close()
-    return step, restored
 
 
 def save_timings(run_dir: Path, iteration: int, parts: list[dict]) -> None:

@@ -80,7 +80,7 @@ class Stopper:
 
     def _abort(self, signum, frame):
         # Exit here, not by raising: an exception raised in whatever the main thread is doing
-        # (orbax's save waits on worker threads, tensorstore runs C++, jax's atexit clean-up) can
+        # (a compiled call in C++, a thread's join, jax's atexit clean-up) can
         # leave a non-daemon thread that the interpreter then waits for forever, abort the process,
         # or print a traceback. Every file is written atomically: a checkpoint being saved is
         # not yet the latest complete one.
@@ -90,7 +90,7 @@ class Stopper:
         os._exit(EXIT_CODES[signum])
 
     def __exit__(self, *exc):
-        # Once stopping, the process is on its way out (jax's and orbax's exit hooks still run): a
+        # Once stopping, the process is on its way out (jax's exit hooks still run): a
         # further signal keeps meaning "abort at once" until it has gone.
         for sig, handler in self._previous.items():
             signal.signal(sig, handler if self.signal is None else self._abort)
@@ -239,12 +239,11 @@ def garbage_collection_paused():
 
 
 def preload_output_modules():
-    """Import the checkpoint and plotting libraries in a background thread while training runs.
+    """Import the plotting library in a background thread while training runs.
 
-    The main thread only waits for the devices then, and these imports (most of a second) would
-    otherwise delay the first checkpoint and the plot at the end. The main thread calls the
-    returned function (it waits for the imports) before it saves or plots, so no module is ever
-    imported by both threads at once.
+    The main thread only waits for the devices then, and the import (about half a second) would
+    otherwise delay the plot at the end. The main thread calls the returned function (it waits
+    for the import) before it plots, so no module is ever imported by both threads at once.
     """
 
     def load():
@@ -252,7 +251,6 @@ def preload_output_modules():
 
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
-        import orbax.checkpoint  # noqa: F401
 
     return in_background(load)
 
@@ -471,7 +469,7 @@ class HostLoop:
             self.history.append(parallel.host_slice(chunk_metrics, self.seeds, axis=1))
             self.run_seconds += time.perf_counter() - t1
             self.done += length
-            self._after_chunk(states, progress, stopper, preloaded)
+            self._after_chunk(states, progress, stopper)
             if stopper.signal and self.done < self.total:
                 self.stopped = stopper.signal
                 break
@@ -480,7 +478,7 @@ class HostLoop:
         preloaded()
         return Trained(states, _concat(self.history))
 
-    def _after_chunk(self, states, progress: Progress, stopper: Stopper, preloaded) -> None:
+    def _after_chunk(self, states, progress: Progress, stopper: Stopper) -> None:
         """The progress bar and loggers; the evaluation and checkpoint when due."""
         done, batch_size, latest, options = self.done, self.config.batch_size, self.history[-1], self.options
         progress.update(done * batch_size, latest["episode_return_last100"][..., -1])
@@ -496,7 +494,6 @@ class HostLoop:
         if self.cadence.due(done) or stopper.signal:
             metrics = _concat(self.history)
             self.history = [metrics]
-            preloaded()  # never import orbax in two threads at once
             rundir.save_checkpoint(self.out_dir, done, parallel.host_slice(states, self.seeds, axis=1), metrics)
             rundir.save_timings(self.out_dir, done, self.parts())
             write_metrics(self.out_dir, self.facts, metrics, self.seed_range.start)

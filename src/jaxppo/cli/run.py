@@ -175,8 +175,6 @@ def _main(argv) -> int:
     _check_options(options)
     file = [Source(f"config file {launch.config}", read_config_file(launch.config))] if launch.config else []
     target = _resumed_run(launch, file, args) if launch.resume else _new_run(launch, file, args)
-    from jaxppo.rundir import SaveFailed
-
     try:
         with contextlib.ExitStack() as locks:  # the run directory is this process's while it trains
             start = _prepare(target, options, locks)
@@ -187,7 +185,7 @@ def _main(argv) -> int:
             return train_run(target.facts, target.run_dir, start.states, start.metrics, options)
     except KeyboardInterrupt:
         raise _interrupted(target.run_dir) from None
-    except (OSError, SaveFailed) as error:  # a full disk, a directory made unwritable, ...
+    except OSError as error:  # a full disk, a directory made unwritable, ...
         raise _write_failed(target.run_dir, error) from None
 
 
@@ -387,7 +385,7 @@ def cli() -> None:
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # After a failed write too: orbax's worker threads may wait on a save that will never finish.
+    # After a failed write too: the run's files are closed, and its status is all that is left to give.
     if code in (0, WRITE_FAILED) and _teardown_can_be_skipped():
         os._exit(code)
     sys.exit(code)

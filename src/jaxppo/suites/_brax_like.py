@@ -18,7 +18,8 @@ such an env behind ``SuiteEnv``:
   the actuators' ranges themselves);
 - the state kept between steps is the raw ``State`` with its zero-size arrays (MJX's empty
   contact, tendon and mocap buffers) set to ``None``, rebuilt before each step: they hold no
-  data, and orbax cannot checkpoint a zero-size array; its Python scalar leaves become arrays.
+  data, so every leaf the trainer carries, pads and checkpoints is a real array; its Python
+  scalar leaves become arrays.
 """
 
 from __future__ import annotations

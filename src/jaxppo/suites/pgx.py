@@ -28,7 +28,8 @@ with a fresh key and keeps the pre-reset observation in ``info["final_observatio
   ``sticky_action_prob``, 0.1 by default as in MinAtar, and ``use_minimal_action_set``).
 - Episode statistics: 2048 reports ``max_tile`` (the largest tile on the final board).
 - State: pgx's state without its zero-size arrays (MinAtar Asterix's ``_shot_timer``), rebuilt
-  before each step, as in ``_brax_like``: orbax cannot checkpoint a zero-size array.
+  before each step, as in ``_brax_like``: every leaf the trainer carries, pads and checkpoints
+  holds data.
 """
 
 from __future__ import annotations
