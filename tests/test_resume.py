@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -166,8 +165,6 @@ def test_a_resumed_run_compiles_nothing_that_its_first_session_cached(tmp_path):
     assert any(name.startswith("jit__lambda") for name in cached), cached  # the chunk program
     finished = (tmp_path / "run" / "metrics.csv").read_text()
     # As if stopped after iteration 95: its latest checkpoint then was 95, and nothing was summarised.
-    import shutil
-
     (tmp_path / "run" / "checkpoints" / "100.npz").unlink()
     (tmp_path / "run" / "summary.json").unlink()
     resumed = cli("--resume", "run", "--no-progress", cwd=tmp_path, env=env)
