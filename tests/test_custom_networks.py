@@ -52,14 +52,14 @@ def test_the_readme_residual_mlp_and_adamw_cosine_learn_cartpole(my_nets):
     config = PPOConfig(env_id="CartPole-v1", total_timesteps=100_000, anneal_lr=False)
     returns = final_returns(config, network=nets.residual_mlp, optimizer=nets.adamw_cosine,
                             hparams=PPOHParams(learning_rate=1e-3))  # fmt: skip
-    assert (returns > 150).all(), returns  # 250 and 331 measured; a random policy: about 22
+    assert (returns > 150).all(), returns  # 287 and 326 measured; a random policy: about 22
 
 
 def test_the_readme_gru_network_learns_cartpole(my_nets):
     _, nets = my_nets
     config = PPOConfig(env_id="CartPole-v1", total_timesteps=100_000)
     returns = final_returns(config, network=nets.gru_policy, hparams=PPOHParams(learning_rate=1e-3))
-    assert returns.mean() > 70, returns  # 101 and 154 measured
+    assert returns.mean() > 70, returns  # 88 and 85 measured
 
 
 class TwoTowers:
