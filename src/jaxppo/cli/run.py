@@ -130,12 +130,9 @@ def _interrupted(run_dir: Path) -> Stopped:
     return Stopped(f"interrupted; {what_survives(run_dir)}", 130)
 
 
-def _write_failed(run_dir: Path, error: BaseException) -> Stopped:
+def _write_failed(run_dir: Path, error: OSError) -> Stopped:
     """A file of the run (a checkpoint, the logs, the outputs) could not be written."""
-    if isinstance(error, OSError):
-        what = f"could not write {error.filename or f'to {run_dir}'} ({error.strerror or error})"
-    else:
-        what = str(error)
+    what = f"could not write {error.filename or f'to {run_dir}'} ({error.strerror or error})"
     return Stopped(f"error: {what}; {what_survives(run_dir)}", WRITE_FAILED)
 
 
