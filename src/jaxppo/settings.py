@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from jaxppo.config import HPARAM_NAMES, ConfigError, PPOConfig, PPOHParams, hparam_grid
-from jaxppo.declared import check_fields, coerce, declared, setting
+from jaxppo.declared import check_fields, coerce, declared, flag_name, setting
 from jaxppo.declared import to_json as json_value
 
 if TYPE_CHECKING:
@@ -309,8 +309,8 @@ def settings_from_args(args: dict, base: dict | None = None, *, sources: list[So
 def _check_pbt(settings: RunSettings) -> None:
     """``ConfigError`` for population settings that cannot train: set without ``--pbt``, bad
     ranges or quantile, one seed, or a searched hyperparameter set outside its range."""
-    given = [flag for flag, value in (("--pbt-interval", settings.pbt_interval), ("--pbt-quantile",
-             settings.pbt_quantile), ("--pbt-search", settings.pbt_search or None)) if value is not None]  # fmt: skip
+    given = [flag_name(name, declaration) for name, (declaration, default) in declared(RunSettings).items()
+             if declaration.group == "pbt" and name != "pbt" and getattr(settings, name) != default]  # fmt: skip
     if not settings.pbt:
         if given:
             raise ConfigError(f"{', '.join(given)} configure population-based training; add --pbt")
